@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A client's connection as the broker sees it: its reply segment (opened by the name it sent,
+ * checked to belong to this bus, to be a ring, and to be owned by the user running its pid) and
+ * the replies the broker sends there. A reply never blocks the broker: a full or broken reply
+ * ring costs that client its reply, nobody else anything.
+ */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "broker-internal.h"
+
+/* Opens and checks the reply segment c->reply_seg.name names; fills c->reply_seg, c->reply
+ * and c->uid. With pid > 0 the process must exist and run as the segment's owner.
+ * -EINVAL bad name, -ENOENT missing, -EBADMSG not a ring, -EPERM owner mismatch, -ESRCH no pid. */
+int clients_open_reply(Broker *b, Client *c, const char *name, pid_t pid);
+/* Sends m to c without waiting. 0 sent, -EAGAIN dropped (ring full, counted and logged),
+ * -EFAULT the segment was truncated under us (the caller reaps the client), other negative
+ * errno for an encoding failure. */
+int clients_send(Broker *b, Client *c, const ControlMsg *m);
+/* Picks a fresh, unguessable, non-zero client id (v1 requests name their client by id alone,
+ * so a sequential id would let any process act for others). */
+uint64_t clients_new_id(Broker *b);
