@@ -447,18 +447,13 @@ bool ringbuf_has_data(const RingBuf *rb) {
 }
 
 /* Spins up to the adaptive budget; true if data arrived. */
-static bool spin_for_data(RingBuf *rb, uint64_t deadline) {
-        uint64_t start = now_ns(CLOCK_MONOTONIC), limit = start + rb->spin_budget;
+static bool spin_for_data(RingBuf *rb, uint64_t start, uint64_t deadline) {
+        uint64_t limit = MIN(start + rb->spin_budget, deadline);
 
-        if (limit > deadline)
-                limit = deadline;
         for (;;) {
                 for (unsigned i = 0; i < 64; i++) {
-                        if (ringbuf_has_data(rb)) {
-                                /* The peer answered within the budget: spinning pays here. */
-                                rb->spin_budget = MIN(SPIN_MAX_NS, rb->spin_budget + rb->spin_budget / 4 + 1);
+                        if (ringbuf_has_data(rb))
                                 return true;
-                        }
                         cpu_relax();
                 }
                 if (now_ns(CLOCK_MONOTONIC) >= limit)
@@ -466,8 +461,18 @@ static bool spin_for_data(RingBuf *rb, uint64_t deadline) {
         }
 }
 
+/* Adapts the spin budget to how long the wait for data really took: if a longer spin (up to
+ * the cap) would have caught it, spin that long next time; if the peer was slower than the
+ * cap, sleeping was right, and the budget shrinks. */
+static void adapt_spin(RingBuf *rb, uint64_t waited) {
+        if (waited <= SPIN_MAX_NS)
+                rb->spin_budget = (uint32_t) MIN(SPIN_MAX_NS, MAX((uint64_t) rb->spin_budget, 2 * waited));
+        else
+                rb->spin_budget = (uint32_t) MAX(SPIN_MIN_NS, rb->spin_budget / 2);
+}
+
 int ringbuf_wait(RingBuf *rb, int64_t timeout_ns) {
-        uint64_t deadline;
+        uint64_t start, deadline;
         int r;
 
         if (!rb || !rb->shared)
@@ -477,14 +482,18 @@ int ringbuf_wait(RingBuf *rb, int64_t timeout_ns) {
         if (timeout_ns == 0)
                 return -EAGAIN;
 
-        deadline = deadline_after(timeout_ns);
-        if (spin_for_data(rb, deadline))
+        start = now_ns(CLOCK_MONOTONIC);
+        deadline = timeout_ns < 0 ? UINT64_MAX : start + (uint64_t) timeout_ns;
+        if (spin_for_data(rb, start, deadline)) {
+                adapt_spin(rb, now_ns(CLOCK_MONOTONIC) - start);
                 return 0;
-        /* Nothing came while we spun: sleep, and spin less next time. */
-        rb->spin_budget = rb->spin_budget / 2 > SPIN_MIN_NS ? rb->spin_budget / 2 : SPIN_MIN_NS;
-
+        }
         for (;;) {
                 r = ringbuf_sleep(rb, deadline);
+                if (r == 0) {
+                        adapt_spin(rb, now_ns(CLOCK_MONOTONIC) - start);
+                        return 0;
+                }
                 if (r != -EAGAIN)
                         return r;
                 if (now_ns(CLOCK_MONOTONIC) >= deadline)

@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Exposed functions (ring_fn_*): the service consumes its request arena, runs the handler and
+ * produces each RpcResponse into the caller's reply segment. The response is written with
+ * three iovecs (frame header, Avro fields before the result, the handler's bytes), so the
+ * result is copied exactly once, into the caller's ring. Callers' reply segments stay mapped
+ * in a small cache: the steady state costs no system call.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "avrobin.h"
+#include "conn-internal.h"
+#include "frame.h"
+#include "macro.h"
+#include "time-util.h"
+
+#define REPLY_CACHE 16
+/* A caller whose reply ring stays full this long loses the response (it will time out). */
+#define RESPOND_TIMEOUT_NS (100 * NSEC_PER_MSEC)
+/* Room for the Avro fields of an RpcResponse before its result bytes. */
+#define RESPONSE_PREFIX_MAX (4 * 10 + 512)
+#define FN_SERVE_SLICE_NS (1 * NSEC_PER_SEC)
+
+typedef struct ReplyTarget {
+        Segment seg;
+        RingBuf ring;
+        uint64_t last_used;
+} ReplyTarget;
+
+struct ring_fn {
+        struct ring_fn *next;
+        ring_conn *conn;
+        char *name;
+        char *key;
+        Schema req, resp;
+        ring_fn_handler handler;
+        ring_fn_value_handler value_handler;
+        void *userdata;
+        uint64_t fn_id;
+        Arena arena;
+        _Atomic(Arena *) next_arena;
+        Arena *retired;
+        size_t n_retired;
+        pthread_mutex_t serve_lock;     /* one thread serves at a time */
+        uint8_t *req_buf;               /* one request record */
+        size_t req_buf_size;
+        uint8_t *resp_buf;              /* the handler's response bytes */
+        size_t resp_buf_size;
+        ReplyTarget targets[REPLY_CACHE];
+        uint64_t uses;
+        avro_value_t req_value, resp_value;
+        bool have_values;
+};
+
+struct ring_fn *fn_next(struct ring_fn *f) {
+        return f->next;
+}
+
+RingBuf *fn_watch_ring(struct ring_fn *f) {
+        return &f->arena.ring;
+}
+
+static int expose(ring_fn *f, int timeout_ms, Arena *ret) {
+        _cleanup_free_ uint8_t *record = NULL;
+        _cleanup_free_ char *arena = NULL;
+        ControlMsg req = { .type = CONTROL_EXPOSE_FUNCTION }, reply;
+        int r;
+
+        req.expose = (ControlExposeFunction) {
+                .client_id = (int64_t) ring_conn_client_id(f->conn),
+                .fn_name = text_from_cstr(f->name),
+                .req_schema_json = text_from_cstr(f->req.json),
+                .resp_schema_json = text_from_cstr(f->resp.json),
+                .access_key = text_from_cstr(f->key),
+        };
+        r = conn_control_call(f->conn, &req, CONTROL_EXPOSE_REPLY, timeout_ms, &record, &reply);
+        if (r < 0)
+                return r;
+        if ((uint64_t) reply.expose_reply.req_fp != f->req.fp || (uint64_t) reply.expose_reply.resp_fp != f->resp.fp) {
+                error_set_message("the broker computed different schema fingerprints", 49);
+                control_msg_done(&reply);
+                return -EPROTO;
+        }
+        f->fn_id = (uint64_t) reply.expose_reply.fn_id;
+        r = text_dup(reply.expose_reply.req_arena, &arena);
+        control_msg_done(&reply);
+        if (r < 0)
+                return -EBADMSG;
+        return conn_open_arena(f->conn, arena, true, ret);
+}
+
+int fn_reopen(ring_fn *f) {
+        Arena *a = calloc(1, sizeof(*a)), *old;
+        int r;
+
+        if (!a)
+                return -ENOMEM;
+        r = expose(f, CONN_RECONNECT_CALL_MS, a);
+        if (r < 0) {
+                free(a);
+                return r;
+        }
+        old = atomic_exchange(&f->next_arena, a);
+        if (old) {
+                arena_done(old);
+                free(old);
+        }
+        return 0;
+}
+
+/* Switches to the arena made after a broker restart (serving thread only). */
+static void take_next_arena(ring_fn *f) {
+        Arena *n, *grown;
+
+        if (_likely_(!atomic_load_explicit(&f->next_arena, memory_order_relaxed)))
+                return;
+        n = atomic_exchange(&f->next_arena, NULL);
+        if (!n)
+                return;
+        grown = reallocarray(f->retired, f->n_retired + 1, sizeof(Arena));
+        /* Under list_lock: the watcher copies f->arena.ring. The old arena stays mapped (a
+         * watcher may still sleep on it); without memory it is leaked, never unmapped. */
+        pthread_mutex_lock(&f->conn->list_lock);
+        if (grown) {
+                f->retired = grown;
+                f->retired[f->n_retired++] = f->arena;
+        }
+        f->arena = *n;
+        pthread_mutex_unlock(&f->conn->list_lock);
+        free(n);
+        if (f->req_buf_size < f->arena.ring.capacity) {
+                uint8_t *b = realloc(f->req_buf, f->arena.ring.capacity);
+                if (b) {
+                        f->req_buf = b;
+                        f->req_buf_size = f->arena.ring.capacity;
+                }
+        }
+}
+
+/* The producer handle of a caller's reply ring, from the cache or freshly mapped. */
+static RingBuf *reply_target(ring_fn *f, Text segment) {
+        char name[NAMES_SEGMENT_MAX];
+        ReplyTarget *t, *victim = &f->targets[0];
+
+        if (segment.len == 0 || segment.len >= sizeof(name) || memchr(segment.ptr, 0, segment.len))
+                return NULL;
+        memcpy(name, segment.ptr, segment.len);
+        name[segment.len] = 0;
+        for (size_t i = 0; i < REPLY_CACHE; i++) {
+                t = &f->targets[i];
+                if (t->seg.base && strcmp(t->seg.name, name) == 0) {
+                        t->last_used = ++f->uses;
+                        return &t->ring;
+                }
+                if (t->last_used < victim->last_used)
+                        victim = t;
+        }
+        /* Only reply segments of our own bus: a request cannot aim us at other memory. */
+        if (!names_is_client_segment(&f->conn->bus, name))
+                return NULL;
+        segment_done(&victim->seg);
+        victim->last_used = 0;
+        if (segment_open(&victim->seg, name, RINGBUF_HEADER_SIZE + RINGBUF_MIN_CAPACITY,
+                         RINGBUF_HEADER_SIZE + (size_t) RINGBUF_MAX_CAPACITY) < 0)
+                return NULL;
+        if (ringbuf_attach_producer(&victim->ring, victim->seg.base, victim->seg.size) < 0) {
+                segment_done(&victim->seg);
+                return NULL;
+        }
+        victim->last_used = ++f->uses;
+        return &victim->ring;
+}
+
+/* Writes an RpcResponse (field order per schemas/control.avsc) into the caller's ring. */
+static void respond(ring_fn *f, RingBuf *target, int64_t correlation_id, int32_t status, const char *message,
+                    const void *result, size_t result_len) {
+        uint8_t header[FRAME_HEADER_SIZE], prefix[RESPONSE_PREFIX_MAX];
+        size_t msg_len = MIN(strlen(message), (size_t) 400);
+        AvroWriter w = { .buf = prefix, .size = sizeof(prefix) };
+        struct iovec iov[3];
+
+        avrobin_put_long(&w, correlation_id);
+        avrobin_put_long(&w, status);
+        avrobin_put_bytes(&w, message, msg_len);
+        avrobin_put_long(&w, (int64_t) f->resp.fp);
+        avrobin_put_long(&w, (int64_t) result_len);     /* bytes: length, then the data */
+        frame_header_encode(header, control_fingerprint(CONTROL_RPC_RESPONSE), (uint32_t) (w.pos + result_len));
+        iov[0] = (struct iovec) { .iov_base = header, .iov_len = sizeof(header) };
+        iov[1] = (struct iovec) { .iov_base = prefix, .iov_len = w.pos };
+        iov[2] = (struct iovec) { .iov_base = (void *) result, .iov_len = result_len };
+        if (ringbuf_pushv(target, iov, 3, (int64_t) RESPOND_TIMEOUT_NS) == -EMSGSIZE && status == 0)
+                respond(f, target, correlation_id, CONTROL_STATUS_INTERNAL,
+                        "the response is larger than the caller's reply ring", NULL, 0);
+}
+
+static void serve_one(ring_fn *f, const uint8_t *record, size_t len) {
+        char message[160];
+        ControlMsg m;
+        RingBuf *target;
+        int n;
+
+        if (control_decode(record, len, &m) < 0 || m.type != CONTROL_RPC_REQUEST)
+                return;         /* nothing names a reply segment: the caller will time out */
+        target = reply_target(f, m.rpc_request.reply_segment);
+        if (!target)
+                return;
+        if ((uint64_t) m.rpc_request.arg_fp != f->req.fp) {
+                snprintf(message, sizeof(message), "request schema 0x%016" PRIx64 " does not match the function's "
+                         "0x%016" PRIx64, (uint64_t) m.rpc_request.arg_fp, f->req.fp);
+                respond(f, target, m.rpc_request.correlation_id, CONTROL_STATUS_SCHEMA_MISMATCH, message, NULL, 0);
+                return;
+        }
+        if (f->handler)
+                n = f->handler(m.rpc_request.args.ptr, m.rpc_request.args.len, f->resp_buf, f->resp_buf_size,
+                               f->userdata);
+        else {
+                n = schema_decode_value(&f->req, m.rpc_request.args.ptr, m.rpc_request.args.len, &f->req_value);
+                if (n >= 0) {
+                        avro_value_reset(&f->resp_value);
+                        n = f->value_handler(&f->req_value, &f->resp_value, f->userdata);
+                }
+                if (n >= 0)
+                        n = schema_encode_value(&f->resp, &f->resp_value, f->resp_buf, f->resp_buf_size);
+        }
+        if (n < 0 || (size_t) n > f->resp_buf_size) {
+                snprintf(message, sizeof(message), "handler failed: %s", ring_strerror(n < 0 ? n : -EMSGSIZE));
+                respond(f, target, m.rpc_request.correlation_id, CONTROL_STATUS_INTERNAL, message, NULL, 0);
+                return;
+        }
+        respond(f, target, m.rpc_request.correlation_id, CONTROL_STATUS_OK, "", f->resp_buf, (size_t) n);
+}
+
+int fn_dispatch(ring_fn *f, unsigned max) {
+        int handled = 0, n;
+
+        if (pthread_mutex_trylock(&f->serve_lock) != 0)
+                return 0;       /* another thread serves it (ring_fn_serve) */
+        take_next_arena(f);
+        while ((unsigned) handled < max) {
+                n = ringbuf_pop(&f->arena.ring, f->req_buf, f->req_buf_size);
+                if (n == -EAGAIN)
+                        break;
+                if (n == -EBADMSG) {
+                        ringbuf_discard_all(&f->arena.ring);
+                        continue;
+                }
+                if (n < 0)
+                        break;
+                serve_one(f, f->req_buf, (size_t) n);
+                handled++;
+        }
+        pthread_mutex_unlock(&f->serve_lock);
+        return handled;
+}
+
+RING_EXPORT int ring_fn_serve(ring_fn *f, int timeout_ms) {
+        uint64_t deadline, now;
+        int served = 0, n;
+
+        if (!f)
+                return -EINVAL;
+        deadline = deadline_after(timeout_ms < 0 ? -1 : (int64_t) timeout_ms * (int64_t) NSEC_PER_MSEC);
+        while (!atomic_load(&f->conn->stop)) {
+                n = fn_dispatch(f, 64);
+                if (n > 0) {
+                        served += n;
+                        deadline = deadline_after(timeout_ms < 0 ? -1 :
+                                                  (int64_t) timeout_ms * (int64_t) NSEC_PER_MSEC);
+                        continue;
+                }
+                now = now_ns(CLOCK_MONOTONIC);
+                if (now >= deadline)
+                        break;
+                /* Sliced so that an arena replaced after a broker restart is picked up. */
+                (void) ringbuf_wait(&f->arena.ring, (int64_t) MIN(deadline - now, FN_SERVE_SLICE_NS));
+        }
+        return served;
+}
+
+static void fn_free(ring_fn *f) {
+        Arena *n = atomic_exchange(&f->next_arena, NULL);
+
+        if (n) {
+                arena_done(n);
+                free(n);
+        }
+        arena_done(&f->arena);
+        for (size_t i = 0; i < f->n_retired; i++)
+                arena_done(&f->retired[i]);
+        free(f->retired);
+        for (size_t i = 0; i < REPLY_CACHE; i++)
+                segment_done(&f->targets[i].seg);
+        if (f->have_values) {
+                avro_value_decref(&f->req_value);
+                avro_value_decref(&f->resp_value);
+        }
+        if (f->key) {
+                sodium_memzero(f->key, strlen(f->key));
+                free(f->key);
+        }
+        free(f->name);
+        free(f->req_buf);
+        free(f->resp_buf);
+        schema_done(&f->req);
+        schema_done(&f->resp);
+        pthread_mutex_destroy(&f->serve_lock);
+        free(f);
+}
+
+static int fn_expose(ring_conn *conn, const char *name, const char *req_schema, const char *resp_schema,
+                     const char *access_key, ring_fn_handler handler, ring_fn_value_handler value_handler,
+                     void *userdata, ring_fn **ret) {
+        ring_fn *f;
+        int r;
+
+        if (!conn || !name || !*name || !req_schema || !resp_schema || !ret || (!handler && !value_handler))
+                return -EINVAL;
+        error_clear_message();
+        f = calloc(1, sizeof(*f));
+        if (!f)
+                return -ENOMEM;
+        f->conn = conn;
+        f->arena.seg = SEGMENT_NULL;
+        for (size_t i = 0; i < REPLY_CACHE; i++)
+                f->targets[i].seg = SEGMENT_NULL;
+        pthread_mutex_init(&f->serve_lock, NULL);
+        f->handler = handler;
+        f->value_handler = value_handler;
+        f->userdata = userdata;
+        f->name = strdup(name);
+        f->key = strdup(access_key ?: "");
+        f->resp_buf_size = CONN_REPLY_CAPACITY - FRAME_HEADER_SIZE - RESPONSE_PREFIX_MAX - RINGBUF_RECORD_PREFIX;
+        f->resp_buf = malloc(f->resp_buf_size);
+        if (!f->name || !f->key || !f->resp_buf) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        r = schema_parse(req_schema, &f->req);
+        if (r >= 0)
+                r = schema_parse(resp_schema, &f->resp);
+        if (r < 0)
+                goto fail;
+        if (value_handler) {
+                if (avro_generic_value_new(f->req.iface, &f->req_value) != 0) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                if (avro_generic_value_new(f->resp.iface, &f->resp_value) != 0) {
+                        avro_value_decref(&f->req_value);
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                f->have_values = true;
+        }
+        r = expose(f, CONN_OPEN_TIMEOUT_MS, &f->arena);
+        if (r < 0)
+                goto fail;
+        f->req_buf_size = f->arena.ring.capacity;
+        f->req_buf = malloc(f->req_buf_size);
+        if (!f->req_buf) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        pthread_mutex_lock(&conn->objects_lock);
+        pthread_mutex_lock(&conn->list_lock);
+        f->next = conn->fns;
+        conn->fns = f;
+        pthread_mutex_unlock(&conn->list_lock);
+        pthread_mutex_unlock(&conn->objects_lock);
+        watch_rings_changed(conn);
+        *ret = f;
+        return 0;
+fail:
+        fn_free(f);
+        return r;
+}
+
+RING_EXPORT int ring_fn_expose(ring_conn *conn, const char *name, const char *req_schema, const char *resp_schema,
+                               const char *access_key, ring_fn_handler handler, void *userdata, ring_fn **ret) {
+        if (!handler)
+                return -EINVAL;
+        return fn_expose(conn, name, req_schema, resp_schema, access_key, handler, NULL, userdata, ret);
+}
+
+RING_EXPORT int ring_fn_expose_value(ring_conn *conn, const char *name, const char *req_schema,
+                                     const char *resp_schema, const char *access_key,
+                                     ring_fn_value_handler handler, void *userdata, ring_fn **ret) {
+        if (!handler)
+                return -EINVAL;
+        return fn_expose(conn, name, req_schema, resp_schema, access_key, NULL, handler, userdata, ret);
+}
+
+RING_EXPORT void ring_fn_close(ring_fn *f) {
+        ring_conn *c;
+
+        if (!f)
+                return;
+        c = f->conn;
+        /* v1 has no "unexpose": the broker keeps the name until the connection closes. */
+        pthread_mutex_lock(&c->objects_lock);
+        pthread_mutex_lock(&c->list_lock);
+        for (ring_fn **pp = &c->fns; *pp; pp = &(*pp)->next)
+                if (*pp == f) {
+                        *pp = f->next;
+                        break;
+                }
+        pthread_mutex_unlock(&c->list_lock);
+        pthread_mutex_unlock(&c->objects_lock);
+        watch_rings_changed(c);
+        /* Wait for a thread still serving it. */
+        pthread_mutex_lock(&f->serve_lock);
+        pthread_mutex_unlock(&f->serve_lock);
+        fn_free(f);
+}
+
+void fn_free_all(ring_conn *c) {
+        while (c->fns) {
+                ring_fn *f = c->fns;
+                c->fns = f->next;
+                fn_free(f);
+        }
+}

@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Publishing (ring_pub_*). A publisher is the producer of its channel's arena. Sending frames
+ * the message with two iovecs (header, body): the raw path copies the caller's bytes straight
+ * into shared memory and allocates nothing. After a broker restart the supervisor publishes
+ * the channel again and hands the new arena over through next_arena; the sending thread swaps
+ * it in at its next send, so the hot path needs no lock.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "conn-internal.h"
+#include "frame.h"
+#include "macro.h"
+#include "time-util.h"
+
+struct ring_pub {
+        struct ring_pub *next;
+        ring_conn *conn;
+        char *channel;
+        char *key;                      /* kept to publish again after a broker restart */
+        Schema schema;
+        uint64_t channel_id;
+        Arena arena;
+        _Atomic(Arena *) next_arena;
+        Arena *retired;                 /* earlier arenas, unmapped at close */
+        size_t n_retired;
+        uint8_t *value_buf;             /* encode buffer for avro-c values */
+        size_t value_buf_size;
+};
+
+struct ring_pub *pub_next(struct ring_pub *p) {
+        return p->next;
+}
+
+static int publish(ring_pub *p, int timeout_ms, Arena *ret) {
+        _cleanup_free_ uint8_t *record = NULL;
+        ControlMsg req = { .type = CONTROL_PUBLISH_CHANNEL }, reply;
+        _cleanup_free_ char *arena = NULL;
+        int r;
+
+        req.publish = (ControlPublishChannel) {
+                .client_id = (int64_t) ring_conn_client_id(p->conn),
+                .channel = text_from_cstr(p->channel),
+                .schema_json = text_from_cstr(p->schema.json),
+                .access_key = text_from_cstr(p->key),
+        };
+        r = conn_control_call(p->conn, &req, CONTROL_PUBLISH_REPLY, timeout_ms, &record, &reply);
+        if (r < 0)
+                return r;
+        if ((uint64_t) reply.publish_reply.schema_fp != p->schema.fp) {
+                /* The broker fingerprints the schema itself; a different answer means the two
+                 * disagree on canonical form, and subscribers would be refused. */
+                error_set_message("the broker computed a different schema fingerprint", 51);
+                control_msg_done(&reply);
+                return -EPROTO;
+        }
+        p->channel_id = (uint64_t) reply.publish_reply.channel_id;
+        r = text_dup(reply.publish_reply.arena, &arena);
+        control_msg_done(&reply);
+        if (r < 0)
+                return -EBADMSG;
+        return conn_open_arena(p->conn, arena, false, ret);
+}
+
+int pub_reopen(ring_pub *p) {
+        Arena *a = calloc(1, sizeof(*a)), *old;
+        int r;
+
+        if (!a)
+                return -ENOMEM;
+        r = publish(p, CONN_RECONNECT_CALL_MS, a);
+        if (r < 0) {
+                free(a);
+                return r;
+        }
+        old = atomic_exchange(&p->next_arena, a);
+        if (old) {
+                arena_done(old);
+                free(old);
+        }
+        return 0;
+}
+
+/* Takes over an arena the supervisor made after a broker restart. */
+static void take_next_arena(ring_pub *p) {
+        Arena *n, *grown;
+
+        if (_likely_(!atomic_load_explicit(&p->next_arena, memory_order_relaxed)))
+                return;
+        n = atomic_exchange(&p->next_arena, NULL);
+        if (!n)
+                return;
+        /* A subscriber of the old run may still read the old arena: keep it mapped. */
+        grown = reallocarray(p->retired, p->n_retired + 1, sizeof(Arena));
+        if (grown) {
+                p->retired = grown;
+                p->retired[p->n_retired++] = p->arena;
+        } else
+                arena_done(&p->arena);
+        p->arena = *n;
+        free(n);
+}
+
+RING_EXPORT int ring_pub_open(ring_conn *conn, const char *channel, const char *schema_json,
+                              const char *access_key, ring_pub **ret) {
+        ring_pub *p;
+        int r;
+
+        if (!conn || !channel || !*channel || !schema_json || !ret)
+                return -EINVAL;
+        error_clear_message();
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p->conn = conn;
+        p->arena.seg = SEGMENT_NULL;
+        p->channel = strdup(channel);
+        p->key = strdup(access_key ?: "");
+        if (!p->channel || !p->key) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        r = schema_parse(schema_json, &p->schema);
+        if (r < 0)
+                goto fail;
+        r = publish(p, CONN_OPEN_TIMEOUT_MS, &p->arena);
+        if (r < 0)
+                goto fail;
+
+        pthread_mutex_lock(&conn->objects_lock);
+        pthread_mutex_lock(&conn->list_lock);
+        p->next = conn->pubs;
+        conn->pubs = p;
+        pthread_mutex_unlock(&conn->list_lock);
+        pthread_mutex_unlock(&conn->objects_lock);
+        *ret = p;
+        return 0;
+fail:
+        if (p->key)
+                sodium_memzero(p->key, strlen(p->key));
+        free(p->key);
+        free(p->channel);
+        schema_done(&p->schema);
+        free(p);
+        return r;
+}
+
+RING_EXPORT int ring_pub_send_raw(ring_pub *p, const void *avro_bytes, size_t len, int timeout_ms) {
+        uint8_t header[FRAME_HEADER_SIZE];
+        struct iovec iov[2];
+        int r;
+
+        if (!p || (len && !avro_bytes) || len > UINT32_MAX)
+                return -EINVAL;
+        take_next_arena(p);
+        frame_header_encode(header, p->schema.fp, (uint32_t) len);
+        iov[0] = (struct iovec) { .iov_base = header, .iov_len = sizeof(header) };
+        iov[1] = (struct iovec) { .iov_base = (void *) avro_bytes, .iov_len = len };
+        r = ringbuf_pushv(&p->arena.ring, iov, 2, timeout_ms < 0 ? -1 : (int64_t) timeout_ms * (int64_t) NSEC_PER_MSEC);
+        if (r == -EBADMSG)
+                return -ECONNRESET;     /* the arena's cursors are corrupt: a peer misbehaved */
+        return r;
+}
+
+RING_EXPORT int ring_pub_send(ring_pub *p, const struct avro_value *value, int timeout_ms) {
+        size_t need;
+        int n;
+
+        if (!p || !value)
+                return -EINVAL;
+        if (avro_value_sizeof((avro_value_t *) value, &need) != 0)
+                return -EINVAL;
+        if (need > p->value_buf_size) {
+                uint8_t *grown = realloc(p->value_buf, need);
+                if (!grown)
+                        return -ENOMEM;
+                p->value_buf = grown;
+                p->value_buf_size = need;
+        }
+        n = schema_encode_value(&p->schema, value, p->value_buf, p->value_buf_size);
+        if (n < 0)
+                return n;
+        return ring_pub_send_raw(p, p->value_buf, (size_t) n, timeout_ms);
+}
+
+RING_EXPORT uint64_t ring_pub_fingerprint(const ring_pub *p) {
+        return p ? p->schema.fp : 0;
+}
+
+static void pub_free(ring_pub *p) {
+        Arena *n = atomic_exchange(&p->next_arena, NULL);
+
+        if (n) {
+                arena_done(n);
+                free(n);
+        }
+        arena_done(&p->arena);
+        for (size_t i = 0; i < p->n_retired; i++)
+                arena_done(&p->retired[i]);
+        free(p->retired);
+        sodium_memzero(p->key, strlen(p->key));
+        free(p->key);
+        free(p->channel);
+        free(p->value_buf);
+        schema_done(&p->schema);
+        free(p);
+}
+
+RING_EXPORT void ring_pub_close(ring_pub *p) {
+        ring_conn *c;
+
+        if (!p)
+                return;
+        c = p->conn;
+        /* v1 has no "unpublish": the broker keeps the name until the connection closes. */
+        pthread_mutex_lock(&c->objects_lock);
+        pthread_mutex_lock(&c->list_lock);
+        for (ring_pub **pp = &c->pubs; *pp; pp = &(*pp)->next)
+                if (*pp == p) {
+                        *pp = p->next;
+                        break;
+                }
+        pthread_mutex_unlock(&c->list_lock);
+        pthread_mutex_unlock(&c->objects_lock);
+        pub_free(p);
+}
+
+void pub_free_all(ring_conn *c) {
+        while (c->pubs) {
+                ring_pub *p = c->pubs;
+                c->pubs = p->next;
+                pub_free(p);
+        }
+}

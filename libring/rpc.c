@@ -1,0 +1,418 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Calling functions (ring_rpc_*). A ring_rpc is a looked-up function: its request arena, whose
+ * producer we are, and its checked fingerprints. A call writes the RpcRequest with three iovecs
+ * (frame header, Avro fields before the arguments, the caller's bytes) and waits for the
+ * RpcResponse on the connection's reply ring; a thread alone on the ring reads its response
+ * straight from shared memory (waiter.c). While it waits it checks every slice that the
+ * function's arena still exists: when the service dies the broker removes it, and the call ends
+ * with -ECONNRESET instead of running into its timeout.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+
+#include "avrobin.h"
+#include "conn-internal.h"
+#include "frame.h"
+#include "macro.h"
+#include "time-util.h"
+
+#define REQUEST_PREFIX_MAX (4 * 10 + NAMES_SEGMENT_MAX + 10)
+/* Replies up to this size are received into a per-thread buffer instead of a malloc'd one. */
+#define REPLY_SCRATCH (64 * 1024)
+
+typedef struct Target {
+        Arena arena;
+        dev_t dev;
+        ino_t ino;
+        uint64_t generation;
+} Target;
+
+struct ring_rpc {
+        struct ring_rpc *next;
+        ring_conn *conn;
+        char *name;
+        char *key;
+        Schema req, resp;
+        pthread_mutex_t lock;           /* lookups; the current target is read without it */
+        _Atomic(Target *) current;
+        Target **retired;               /* earlier targets, unmapped at close */
+        size_t n_retired;
+};
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_init(void) {
+        (void) pthread_key_create(&scratch_key, free);
+}
+
+static uint8_t *scratch(void) {
+        uint8_t *b;
+
+        pthread_once(&scratch_once, scratch_init);
+        b = pthread_getspecific(scratch_key);
+        if (!b) {
+                b = malloc(REPLY_SCRATCH);
+                if (b && pthread_setspecific(scratch_key, b) != 0) {
+                        free(b);
+                        b = NULL;
+                }
+        }
+        return b;
+}
+
+/* LookupFunction and open its arena; installs it as the current target. */
+static int lookup(ring_rpc *rpc, int timeout_ms) {
+        _cleanup_free_ uint8_t *record = NULL;
+        _cleanup_free_ char *arena = NULL;
+        ControlMsg req = { .type = CONTROL_LOOKUP_FUNCTION }, reply;
+        uint64_t generation = atomic_load(&rpc->conn->generation);
+        Target *t, **grown;
+        struct stat st;
+        int r;
+
+        req.lookup = (ControlLookupFunction) {
+                .client_id = (int64_t) ring_conn_client_id(rpc->conn),
+                .fn_name = text_from_cstr(rpc->name),
+                .access_key = text_from_cstr(rpc->key),
+        };
+        r = conn_control_call(rpc->conn, &req, CONTROL_LOOKUP_REPLY, timeout_ms, &record, &reply);
+        if (r < 0)
+                return r;
+        /* v1 lookups carry no fingerprint: the caller compares (spec/bootstrap.md). */
+        if ((uint64_t) reply.lookup_reply.req_fp != rpc->req.fp || (uint64_t) reply.lookup_reply.resp_fp != rpc->resp.fp) {
+                char msg[200];
+                int n = snprintf(msg, sizeof(msg), "function \"%s\" has request/response schemas 0x%016llx/0x%016llx, "
+                                 "the caller 0x%016llx/0x%016llx", rpc->name,
+                                 (unsigned long long) reply.lookup_reply.req_fp,
+                                 (unsigned long long) reply.lookup_reply.resp_fp,
+                                 (unsigned long long) rpc->req.fp, (unsigned long long) rpc->resp.fp);
+                error_set_message(msg, (size_t) MAX(n, 0));
+                control_msg_done(&reply);
+                return -EPROTO;
+        }
+        r = text_dup(reply.lookup_reply.req_arena, &arena);
+        control_msg_done(&reply);
+        if (r < 0)
+                return -EBADMSG;
+        t = calloc(1, sizeof(*t));
+        if (!t)
+                return -ENOMEM;
+        r = conn_open_arena(rpc->conn, arena, false, &t->arena);
+        if (r < 0 || fstat(t->arena.seg.fd, &st) < 0) {
+                if (r >= 0)
+                        arena_done(&t->arena);
+                free(t);
+                return r < 0 ? r : -EIO;
+        }
+        t->dev = st.st_dev;
+        t->ino = st.st_ino;
+        t->generation = generation;
+
+        grown = reallocarray(rpc->retired, rpc->n_retired + 1, sizeof(Target *));
+        if (!grown) {
+                arena_done(&t->arena);
+                free(t);
+                return -ENOMEM;
+        }
+        rpc->retired = grown;
+        /* Every target ever installed lives until close: calls in flight may still use one. */
+        rpc->retired[rpc->n_retired++] = t;
+        atomic_store_explicit(&rpc->current, t, memory_order_release);
+        return 0;
+}
+
+/* The target to call: the current one, or a fresh lookup after a broker restart. */
+static int current_target(ring_rpc *rpc, uint64_t deadline, Target **ret) {
+        Target *t = atomic_load_explicit(&rpc->current, memory_order_acquire);
+        int r = 0;
+
+        if (_likely_(t && t->generation == atomic_load_explicit(&rpc->conn->generation, memory_order_relaxed))) {
+                *ret = t;
+                return 0;
+        }
+        r = conn_wait_connected(rpc->conn, deadline);
+        if (r < 0)
+                return r == -ETIMEDOUT ? -ENOTCONN : r;
+        pthread_mutex_lock(&rpc->lock);
+        t = atomic_load(&rpc->current);
+        if (!t || t->generation != atomic_load(&rpc->conn->generation))
+                r = lookup(rpc, CONN_RECONNECT_CALL_MS);
+        pthread_mutex_unlock(&rpc->lock);
+        if (r < 0)
+                return r;
+        *ret = atomic_load(&rpc->current);
+        return 0;
+}
+
+/* The service is alive while the arena the broker made for it is still there. */
+static int target_alive(void *arg) {
+        Target *t = arg;
+        char path[sizeof("/dev/shm") + NAMES_SEGMENT_MAX];
+        struct stat st;
+
+        snprintf(path, sizeof(path), "/dev/shm%s", t->arena.seg.name);
+        if (stat(path, &st) < 0 || st.st_dev != t->dev || st.st_ino != t->ino) {
+                error_set_message("the service went away", 21);
+                return -ECONNRESET;
+        }
+        return 0;
+}
+
+static int send_request(ring_rpc *rpc, Target *t, int64_t correlation_id, const void *req, size_t req_len,
+                        int64_t timeout_ns) {
+        uint8_t header[FRAME_HEADER_SIZE], prefix[REQUEST_PREFIX_MAX];
+        AvroWriter w = { .buf = prefix, .size = sizeof(prefix) };
+        const char *reply_name = rpc->conn->reply_seg.name;
+        struct iovec iov[3];
+        int r;
+
+        /* RpcRequest, fields in schemas/control.avsc order; args (bytes) last, so the caller's
+         * bytes go straight from its buffer into the ring. */
+        avrobin_put_long(&w, correlation_id);
+        avrobin_put_long(&w, (int64_t) ring_conn_client_id(rpc->conn));
+        avrobin_put_bytes(&w, reply_name, strlen(reply_name));
+        avrobin_put_long(&w, (int64_t) rpc->req.fp);
+        avrobin_put_long(&w, (int64_t) req_len);
+        if (!avrobin_fits(&w) || req_len > UINT32_MAX - w.pos)
+                return -EMSGSIZE;
+        frame_header_encode(header, control_fingerprint(CONTROL_RPC_REQUEST), (uint32_t) (w.pos + req_len));
+        iov[0] = (struct iovec) { .iov_base = header, .iov_len = sizeof(header) };
+        iov[1] = (struct iovec) { .iov_base = prefix, .iov_len = w.pos };
+        iov[2] = (struct iovec) { .iov_base = (void *) req, .iov_len = req_len };
+        r = ringbuf_pushv(&t->arena.ring, iov, 3, timeout_ns);
+        if (r == -EBADMSG)
+                return -ECONNRESET;
+        return r;
+}
+
+/* Decodes a response record; on success *ret_result views its result bytes. */
+static int decode_response(ring_rpc *rpc, const uint8_t *record, size_t len, Text *ret_result) {
+        ControlMsg m;
+        int r;
+
+        r = control_decode(record, len, &m);
+        if (r < 0 || m.type != CONTROL_RPC_RESPONSE)
+                return -EBADMSG;
+        if (m.rpc_response.status != CONTROL_STATUS_OK) {
+                r = error_from_status(m.rpc_response.status, m.rpc_response.message);
+                /* A handler's failure reaches the caller as INTERNAL. */
+                return r == -ENOENT || r == -EACCES || r == -EEXIST ? -EREMOTEIO : r;
+        }
+        if ((uint64_t) m.rpc_response.result_fp != rpc->resp.fp) {
+                error_set_message("the response carries another schema", 35);
+                return -EPROTO;
+        }
+        *ret_result = m.rpc_response.result;
+        return 0;
+}
+
+RING_EXPORT int ring_rpc_call_raw(ring_rpc *rpc, const void *req, size_t req_len, void *resp, size_t resp_size,
+                                  int timeout_ms) {
+        int64_t timeout_ns = timeout_ms < 0 ? -1 : (int64_t) timeout_ms * (int64_t) NSEC_PER_MSEC;
+        uint64_t deadline = deadline_after(timeout_ns);
+        Waiter w = { 0 };
+        Target *t;
+        Text result;
+        int r;
+
+        if (!rpc || (req_len && !req) || (resp_size && !resp))
+                return -EINVAL;
+        error_clear_message();
+        r = current_target(rpc, deadline, &t);
+        if (r < 0)
+                return r;
+
+        w.correlation_id = conn_next_correlation(rpc->conn);
+        w.buf = scratch();
+        w.buf_size = w.buf ? REPLY_SCRATCH : 0;
+        waiter_register(rpc->conn, &w);
+        r = send_request(rpc, t, w.correlation_id, req, req_len, timeout_ns);
+        if (r >= 0)
+                r = waiter_wait(rpc->conn, &w, deadline, target_alive, t);
+        waiter_unregister(rpc->conn, &w);
+        if (r >= 0) {
+                r = decode_response(rpc, w.record, w.len, &result);
+                if (r >= 0 && result.len > resp_size)
+                        r = -EMSGSIZE;
+                if (r >= 0) {
+                        memcpy(resp, result.ptr, result.len);
+                        r = (int) result.len;
+                }
+        }
+        if (w.owns_record)
+                free(w.record);
+        return r == -EAGAIN ? -ETIMEDOUT : r;
+}
+
+RING_EXPORT int ring_rpc_call(ring_rpc *rpc, const struct avro_value *req, struct avro_value *resp, int timeout_ms) {
+        _cleanup_free_ uint8_t *req_buf = NULL, *resp_buf = NULL;
+        size_t need, resp_size = CONN_REPLY_CAPACITY;
+        int n;
+
+        if (!rpc || !req || !resp)
+                return -EINVAL;
+        if (avro_value_sizeof((avro_value_t *) req, &need) != 0)
+                return -EINVAL;
+        req_buf = malloc(need ?: 1);
+        resp_buf = malloc(resp_size);
+        if (!req_buf || !resp_buf)
+                return -ENOMEM;
+        n = schema_encode_value(&rpc->req, req, req_buf, need ?: 1);
+        if (n < 0)
+                return n;
+        n = ring_rpc_call_raw(rpc, req_buf, (size_t) n, resp_buf, resp_size, timeout_ms);
+        if (n < 0)
+                return n;
+        return schema_decode_value(&rpc->resp, resp_buf, (size_t) n, resp);
+}
+
+RING_EXPORT int ring_rpc_call_async(ring_rpc *rpc, const void *req, size_t req_len, int timeout_ms,
+                                    ring_rpc_done done, void *userdata) {
+        int64_t timeout_ns = timeout_ms < 0 ? -1 : (int64_t) timeout_ms * (int64_t) NSEC_PER_MSEC;
+        Waiter *w;
+        Target *t;
+        int r;
+
+        if (!rpc || (req_len && !req) || !done)
+                return -EINVAL;
+        error_clear_message();
+        r = current_target(rpc, deadline_after(timeout_ns), &t);
+        if (r < 0)
+                return r;
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->correlation_id = conn_next_correlation(rpc->conn);
+        w->done = done;
+        w->userdata = userdata;
+        w->rpc = rpc;
+        w->deadline_ns = deadline_after(timeout_ns);
+        w->alive = target_alive;
+        w->alive_arg = t;
+        waiter_register(rpc->conn, w);
+        /* The push itself never waits long: a full arena is reported now, not later. */
+        r = send_request(rpc, t, w->correlation_id, req, req_len, MIN(timeout_ns < 0 ? INT64_MAX : timeout_ns,
+                                                                       (int64_t) (100 * NSEC_PER_MSEC)));
+        if (r < 0) {
+                waiter_unregister(rpc->conn, w);
+                free(w);
+                return r == -EAGAIN ? -ETIMEDOUT : r;
+        }
+        return 0;
+}
+
+void rpc_complete_async(ring_conn *c, Waiter *w, int error) {
+        Text result = TEXT_NULL;
+        int r = error;
+
+        if (r == 0 && atomic_load(&w->state) == WAITER_FAILED)
+                r = w->error;
+        if (r == 0)
+                r = decode_response(w->rpc, w->record, w->len, &result);
+        else if (r == -ETIMEDOUT)
+                error_set_message("no response within the timeout", 30);
+        w->done(r < 0 ? r : 0, r < 0 ? NULL : result.ptr, r < 0 ? 0 : result.len,
+                r < 0 && ring_last_error_message()[0] ? ring_last_error_message() : NULL, w->userdata);
+        if (w->owns_record)
+                free(w->record);
+        free(w);
+}
+
+RING_EXPORT int ring_rpc_new_response(ring_rpc *rpc, struct avro_value *value) {
+        if (!rpc || !value)
+                return -EINVAL;
+        return avro_generic_value_new(rpc->resp.iface, value) == 0 ? 0 : -ENOMEM;
+}
+
+RING_EXPORT int ring_rpc_new_request(ring_rpc *rpc, struct avro_value *value) {
+        if (!rpc || !value)
+                return -EINVAL;
+        return avro_generic_value_new(rpc->req.iface, value) == 0 ? 0 : -ENOMEM;
+}
+
+static void rpc_free(ring_rpc *rpc) {
+        for (size_t i = 0; i < rpc->n_retired; i++) {
+                arena_done(&rpc->retired[i]->arena);
+                free(rpc->retired[i]);
+        }
+        free(rpc->retired);
+        if (rpc->key) {
+                sodium_memzero(rpc->key, strlen(rpc->key));
+                free(rpc->key);
+        }
+        free(rpc->name);
+        schema_done(&rpc->req);
+        schema_done(&rpc->resp);
+        pthread_mutex_destroy(&rpc->lock);
+        free(rpc);
+}
+
+RING_EXPORT int ring_rpc_open(ring_conn *conn, const char *name, const char *req_schema, const char *resp_schema,
+                              const char *access_key, ring_rpc **ret) {
+        ring_rpc *rpc;
+        int r;
+
+        if (!conn || !name || !*name || !req_schema || !resp_schema || !ret)
+                return -EINVAL;
+        error_clear_message();
+        rpc = calloc(1, sizeof(*rpc));
+        if (!rpc)
+                return -ENOMEM;
+        rpc->conn = conn;
+        pthread_mutex_init(&rpc->lock, NULL);
+        rpc->name = strdup(name);
+        rpc->key = strdup(access_key ?: "");
+        if (!rpc->name || !rpc->key) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        r = schema_parse(req_schema, &rpc->req);
+        if (r >= 0)
+                r = schema_parse(resp_schema, &rpc->resp);
+        if (r >= 0)
+                r = lookup(rpc, CONN_OPEN_TIMEOUT_MS);
+        if (r < 0)
+                goto fail;
+        pthread_mutex_lock(&conn->objects_lock);
+        rpc->next = conn->rpcs;
+        conn->rpcs = rpc;
+        pthread_mutex_unlock(&conn->objects_lock);
+        *ret = rpc;
+        return 0;
+fail:
+        rpc_free(rpc);
+        return r;
+}
+
+RING_EXPORT void ring_rpc_close(ring_rpc *rpc) {
+        ring_conn *c;
+
+        if (!rpc)
+                return;
+        c = rpc->conn;
+        pthread_mutex_lock(&c->objects_lock);
+        pthread_mutex_lock(&c->list_lock);
+        for (ring_rpc **pp = &c->rpcs; *pp; pp = &(*pp)->next)
+                if (*pp == rpc) {
+                        *pp = rpc->next;
+                        break;
+                }
+        pthread_mutex_unlock(&c->list_lock);
+        pthread_mutex_unlock(&c->objects_lock);
+        rpc_free(rpc);
+}
+
+void rpc_free_all(ring_conn *c) {
+        while (c->rpcs) {
+                ring_rpc *rpc = c->rpcs;
+                c->rpcs = rpc->next;
+                rpc_free(rpc);
+        }
+}
