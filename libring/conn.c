@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -97,9 +98,15 @@ static int create_reply_segment(ring_conn *c) {
                 return r;
         if (mode != 0600 && st.st_gid != getegid())
                 (void) fchown(c->reply_seg.fd, (uid_t) -1, st.st_gid);
+        /* Held while we live (and released by the kernel when we die): a broker restarting
+         * after a crash keeps segments whose owner still holds it (spec, "Owner lock"). */
+        if (flock(c->reply_seg.fd, LOCK_SH | LOCK_NB) < 0)
+                return negative_errno();
         r = ringbuf_format(c->reply_seg.base, c->reply_seg.size, CONN_REPLY_CAPACITY);
         if (r >= 0)
                 r = ringbuf_attach_consumer(&c->reply, c->reply_seg.base, c->reply_seg.size);
+        if (r >= 0)
+                ringbuf_announce_owner_lock(c->reply_seg.base);
         return r;
 }
 

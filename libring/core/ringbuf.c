@@ -147,6 +147,16 @@ int ringbuf_attach_consumer(RingBuf *ret, void *base, size_t size) {
         return 0;
 }
 
+void ringbuf_announce_owner_lock(void *base) {
+        atomic_fetch_or_explicit(&((RingShared *) base)->ext_features, RINGBUF_EXT_OWNER_LOCK,
+                                 memory_order_seq_cst);
+}
+
+bool ringbuf_owner_lock_announced(const void *base) {
+        return atomic_load_explicit(&((RingShared *) base)->ext_features, memory_order_acquire) &
+               RINGBUF_EXT_OWNER_LOCK;
+}
+
 void ringbuf_reset_consumer_ext(void *base) {
         RingShared *s = base;
 

@@ -23,6 +23,11 @@
 
 typedef struct RingShared RingShared;
 
+/* Extension bit in the header's ext_features word (spec/wire-format.md, "Owner lock"): the
+ * process that created this ring's segment holds a shared flock(2) on it while it lives, so a
+ * broker can tell a live client's reply segment from a stale one by trying LOCK_EX. */
+#define RINGBUF_EXT_OWNER_LOCK (UINT32_C(1) << 1)
+
 typedef struct RingBuf {
         RingShared *shared;
         uint8_t *data;
@@ -49,6 +54,10 @@ int ringbuf_attach_producer(RingBuf *ret, void *base, size_t size);
  * (extension, spec/wire-format.md "Wake-up flags") so producers may skip FUTEX_WAKE while it
  * is awake. */
 int ringbuf_attach_consumer(RingBuf *ret, void *base, size_t size);
+
+/* Sets / reads RINGBUF_EXT_OWNER_LOCK in a formatted ring's header. */
+void ringbuf_announce_owner_lock(void *base);
+bool ringbuf_owner_lock_announced(const void *base);
 
 /* Clears the consumer announcement: the next consumer may be a v1 peer that needs every
  * wake-up. The broker calls this when it hands a ring to a new consumer. */

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -123,10 +124,36 @@ static int collect_mapped_shm(char ***ret, size_t *ret_n, bool *ret_complete) {
         return 0;
 }
 
+static int owner_lock_guarded(void *arg) {
+        return ringbuf_owner_lock_announced(arg);
+}
+
+/* Whether a client reply segment is provably abandoned. A libring client announces (ring
+ * extension) that it holds a shared flock on the segment while it lives: if we can take it
+ * exclusively, the owner is gone. For other (v1) clients, only "no process maps it, and every
+ * process's maps could be read" is proof. */
+static bool reply_segment_abandoned(const char *name, char **mapped, size_t n_mapped, bool complete) {
+        Segment s = SEGMENT_NULL;
+        const char *key = name;
+        bool abandoned = false;
+        int announced;
+
+        if (segment_open(&s, name, RINGBUF_HEADER_SIZE, SIZE_MAX) < 0)
+                return complete && !(n_mapped && bsearch(&key, mapped, n_mapped, sizeof(char *), cmp_str));
+        announced = sigbus_run(owner_lock_guarded, s.base);
+        if (announced > 0)
+                abandoned = flock(s.fd, LOCK_EX | LOCK_NB) == 0;
+        else
+                abandoned = complete && !(n_mapped && bsearch(&key, mapped, n_mapped, sizeof(char *), cmp_str));
+        segment_done(&s);
+        return abandoned;
+}
+
 /* Removes segments of this bus left by a broker that did not shut down cleanly: control
- * segment and arenas always (only a broker makes them), a client's reply segment only when no
- * process maps it any more. A client that outlived the crash keeps its segment and can register
- * again with the new broker. Only this bus's names are touched (names_file_belongs_to_bus). */
+ * segment and arenas always (only a broker makes them), a client's reply segment only when its
+ * owner is provably gone (reply_segment_abandoned). A client that outlived the crash keeps its
+ * segment and can register again with the new broker. Only this bus's names are touched
+ * (names_file_belongs_to_bus). */
 static void remove_stale_segments(Broker *b) {
         char **mapped = NULL, cli[sizeof(b->bus.prefix) + 8];
         size_t n_mapped = 0;
@@ -143,13 +170,12 @@ static void remove_stale_segments(Broker *b) {
         (void) collect_mapped_shm(&mapped, &n_mapped, &complete);
         while ((de = readdir(d))) {
                 char name[sizeof(de->d_name) + 1];
-                const char *key = name;
 
                 if (!names_file_belongs_to_bus(&b->bus, de->d_name))
                         continue;
                 snprintf(name, sizeof(name), "/%s", de->d_name);
                 if (strncmp(de->d_name, cli, strlen(cli)) == 0 &&
-                    (!complete || (n_mapped && bsearch(&key, mapped, n_mapped, sizeof(char *), cmp_str))))
+                    !reply_segment_abandoned(name, mapped, n_mapped, complete))
                         continue;
                 if (segment_unlink(name) == 0) {
                         log_info("Removed stale segment %s", name);

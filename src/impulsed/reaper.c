@@ -261,8 +261,10 @@ void reaper_reap(Broker *b, uint64_t client_id, bool died, const char *reason) {
         free(o.subscribed);
         free(o.functions);
 
-        /* A client that died leaves its reply segment behind: nobody else will unlink it. */
-        if (died)
+        /* A client that died leaves its reply segment behind: nobody else will unlink it. Only
+         * a pidfd proves death; a client that merely missed heartbeats (pid 0) may be alive
+         * and register again with it. */
+        if (died && c->pid > 0)
                 unlink_reply_segment(c);
 
         ctx = (LogContext) { .app = c->app_name, .client_id = c->id, .pid = c->pid, .unit = c->unit };
@@ -270,8 +272,8 @@ void reaper_reap(Broker *b, uint64_t client_id, bool died, const char *reason) {
                 "%s client %" PRIu64 " \"%s\" (pid %ld%s%s%s%s): %s; reclaimed %s%s%s",
                 died ? "Reaped" : "Removed", c->id, c->app_name, (long) c->pid,
                 c->unit ? ", unit " : "", c->unit ?: "", c->cgroup ? ", cgroup " : "", c->cgroup ?: "",
-                reason, len ? summary : "no channels or functions", died ? " and its reply segment " : "",
-                died ? c->reply_seg.name : "");
+                reason, len ? summary : "no channels or functions", died && c->pid > 0 ? " and its reply segment " : "",
+                died && c->pid > 0 ? c->reply_seg.name : "");
 
         keys_forget_client(b->keys, c->id);
         reaper_unwatch(b->reaper, c);
@@ -325,8 +327,9 @@ static void schedule_lock_check(Reaper *r) {
                 sd_event_source_set_enabled(r->lock_timer, SD_EVENT_ONESHOT);
                 return;
         }
+        /* 1 ms accuracy: sd-event's default (250 ms) would stretch the three checks. */
         k = sd_event_add_time_relative(r->broker->event, &r->lock_timer, CLOCK_MONOTONIC,
-                                       LOCK_CHECK_INTERVAL_USEC, 0, on_lock_check, r);
+                                       LOCK_CHECK_INTERVAL_USEC, 1000, on_lock_check, r);
         if (k < 0)
                 log_warning_errno(k, "Cannot schedule the producer lock check");
 }
@@ -481,7 +484,7 @@ int reaper_watch(Reaper *r, Client *c) {
                 k = sd_event_add_time(r->broker->event, &w->heartbeat_timer, CLOCK_MONOTONIC,
                                       (c->last_seen_ns + 3 * (uint64_t) c->heartbeat_ms * NSEC_PER_MSEC) /
                                               NSEC_PER_USEC,
-                                      0, on_heartbeat_timer, w);
+                                      10 * 1000, on_heartbeat_timer, w);
                 if (k < 0)
                         goto fail;
         }

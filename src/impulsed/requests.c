@@ -74,17 +74,6 @@ static LogContext client_log_context(const Client *c) {
         return (LogContext) { .app = c->app_name, .client_id = c->id, .pid = c->pid, .unit = c->unit };
 }
 
-/* Sends a reply; a client whose segment vanished under us is reaped (do not use c after). */
-static void send_reply(Broker *b, Client *c, const ControlMsg *m) {
-        int r = clients_send(b, c, m);
-
-        if (r == -EFAULT)
-                reaper_reap(b, c->id, true, "its reply segment was truncated under the broker");
-        else if (r < 0 && r != -EAGAIN)
-                log_ctx(LOG_WARNING, NULL, &((LogContext) { .client_id = c->id, .app = c->app_name }),
-                        "Could not encode a %s reply: %s", control_type_name(m->type), strerror(-r));
-}
-
 /* Formats an error message into a static buffer: replies are encoded before the next one. */
 static const char *msgf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static const char *msgf(const char *fmt, ...) {
@@ -95,6 +84,21 @@ static const char *msgf(const char *fmt, ...) {
         vsnprintf(buf, sizeof(buf), fmt, ap);
         va_end(ap);
         return buf;
+}
+
+/* Sends a reply; a client whose segment vanished under us is reaped (do not use c after). */
+static void send_reply(Broker *b, Client *c, const ControlMsg *m) {
+        int r = clients_send(b, c, m);
+
+        if (r == -EFAULT)
+                reaper_reap(b, c->id, true, "its reply segment was truncated under the broker");
+        else if (r < 0 && r != -EAGAIN) {
+                /* A reply ring with corrupt cursors (-EBADMSG) or a reply too large for it: the
+                 * client loses this reply; the warning is rate-limited like all hostile input. */
+                c->replies_dropped++;
+                broker_warn_hostile(b, c, msgf("Could not deliver a %s reply to client %" PRIu64 "; dropped it",
+                                               control_type_name(m->type), c->id), r);
+        }
 }
 
 /* Copies a client-supplied name into *ret if it is 1..max bytes of UTF-8 without control
@@ -539,8 +543,11 @@ static void subscribe_verified(int r, void *userdata) {
                 LogContext ctx = client_log_context(c);
                 ctx.channel = ch->name;
                 ctx.status = "DENIED";
-                log_ctx(LOG_NOTICE, NULL, &ctx, "Client %" PRIu64 " denied channel \"%s\": %s", c->id, ch->name,
-                        key_refusal(r));
+                /* A rate-limited client (-EBUSY) was logged once by the key module; do not log
+                 * every further attempt. */
+                if (r != -EBUSY)
+                        log_ctx(LOG_NOTICE, NULL, &ctx, "Client %" PRIu64 " denied channel \"%s\": %s", c->id,
+                                ch->name, key_refusal(r));
                 reply_subscribe(b, c, p->correlation_id, ch, CONTROL_STATUS_DENIED, key_refusal(r));
         } else if (c)
                 grant_subscribe(b, c, ch, p->correlation_id);
@@ -791,8 +798,9 @@ static void lookup_verified(int r, void *userdata) {
                 LogContext ctx = client_log_context(c);
                 ctx.function = f->name;
                 ctx.status = "DENIED";
-                log_ctx(LOG_NOTICE, NULL, &ctx, "Client %" PRIu64 " denied function \"%s\": %s", c->id, f->name,
-                        key_refusal(r));
+                if (r != -EBUSY)
+                        log_ctx(LOG_NOTICE, NULL, &ctx, "Client %" PRIu64 " denied function \"%s\": %s", c->id,
+                                f->name, key_refusal(r));
                 reply_function(b, c, CONTROL_LOOKUP_REPLY, p->correlation_id, f, CONTROL_STATUS_DENIED,
                                key_refusal(r));
         } else if (c)
