@@ -26,6 +26,8 @@
 #define CONN_RECONNECT_CALL_MS 2000
 /* While a call waits, how often it checks that its peer still exists. */
 #define CONN_LIVENESS_SLICE_NS (20 * NSEC_PER_MSEC)
+/* Heartbeat period when the broker cannot know our pid (another pid namespace). */
+#define CONN_HEARTBEAT_MS 1000
 
 typedef enum ConnState {
         CONN_CONNECTED,
@@ -93,6 +95,7 @@ struct ring_conn {
         _Atomic uint64_t generation;    /* bumped on every re-registration */
         pthread_cond_t connected;       /* signalled when state becomes CONN_CONNECTED */
         unsigned reconnects;
+        uint64_t heartbeats;
         Segment *retired;               /* control segments of earlier broker runs */
         size_t n_retired;
 
@@ -174,14 +177,19 @@ int waiter_drain(ring_conn *c);
 void waiter_fail_all(ring_conn *c, int error);
 /* Runs completions of async calls that finished or timed out; returns how many. */
 int waiter_run_async(ring_conn *c);
-uint64_t waiter_next_async_deadline(ring_conn *c);
+/* The earliest deadline of a pending async call; *ret_any says whether there is one. */
+uint64_t waiter_next_async_deadline(ring_conn *c, bool *ret_any);
 void rpc_complete_async(ring_conn *c, Waiter *w, int error);
+/* Completes the pending async calls of rpc with -ECANCELED (it is being closed). */
+void waiter_cancel_rpc(ring_conn *c, struct ring_rpc *rpc);
 
 /* ---- watch.c ---- */
 int watch_start(ring_conn *c);
 void watch_stop(ring_conn *c);
 /* After dispatching: let the watcher sleep on our rings again. */
 void watch_arm(ring_conn *c);
+/* Arms the timer of ring_conn_fd() for the pending async calls (deadlines, liveness). */
+void watch_arm_timer(ring_conn *c);
 /* The set of rings changed (a function or callback subscription came or went). */
 void watch_rings_changed(ring_conn *c);
 

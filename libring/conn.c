@@ -83,7 +83,9 @@ static int create_reply_segment(ring_conn *c) {
 
         if (fstat(c->control.fd, &st) < 0)
                 return negative_errno();
-        mode = st.st_uid == geteuid() ? 0600 : (st.st_mode & 0666);
+        /* Services of other users answer calls by writing into this ring: it gets exactly the
+         * bus's permissions, whoever we are. */
+        mode = st.st_mode & 0666;
         for (unsigned attempt = 0; attempt < 8; attempt++) {
                 if (getrandom(&c->nonce, sizeof(c->nonce), 0) != sizeof(c->nonce))
                         return -EIO;
@@ -206,8 +208,11 @@ static int do_register(ring_conn *c, int timeout_ms) {
                 .app_name = text_from_cstr(c->app_name),
                 .nonce = (int64_t) c->nonce,
                 .reply_segment = text_from_cstr(c->reply_seg.name),
-                .heartbeat_ms = 0,
-                .pid = c->pid,
+                /* Our pid means something to the broker only in its pid namespace (we can see
+                 * its pid); otherwise we register as an older v1 client does: pid 0 and
+                 * heartbeats, which the supervisor sends. */
+                .heartbeat_ms = c->broker_pidfd >= 0 ? 0 : CONN_HEARTBEAT_MS,
+                .pid = c->broker_pidfd >= 0 ? c->pid : 0,
         };
         r = conn_control_call(c, &req, CONTROL_REGISTER_REPLY, timeout_ms, &record, &reply);
         if (r < 0)
@@ -323,7 +328,8 @@ static int reopen_everything(ring_conn *c) {
         return r;
 }
 
-static void reconnect(ring_conn *c) {
+/* proven_dead: the broker's pidfd said it exited (otherwise its control segment changed). */
+static void reconnect(ring_conn *c, bool proven_dead) {
         Segment seg;
         RingBuf ring;
         uint64_t epoch;
@@ -332,8 +338,9 @@ static void reconnect(ring_conn *c) {
         atomic_store(&c->state, CONN_DISCONNECTED);
         waiter_fail_all(c, -ENOTCONN);
         /* The old broker may have died inside a push into our reply ring, holding its lock. We
-         * consume that ring, so we are its breaker. */
-        (void) ringbuf_break_lock_of(&c->reply, (uint32_t) old_broker);
+         * consume that ring, so we are its breaker; only a proven death allows breaking. */
+        if (proven_dead)
+                (void) ringbuf_break_lock_of(&c->reply, (uint32_t) old_broker);
 
         while (atomic_load(&c->state) != CONN_CLOSING) {
                 if (supervisor_sleep(c, RECONNECT_INTERVAL_MS))
@@ -341,8 +348,11 @@ static void reconnect(ring_conn *c) {
                 if (attach_control(c, &seg, &ring, &epoch, &pid) < 0)
                         continue;
                 if (epoch == c->epoch) {
-                        /* The same broker after all (a false alarm): keep going with it. */
                         segment_done(&seg);
+                        /* A dead broker's segment left behind: wait for the next broker. */
+                        if (proven_dead)
+                                continue;
+                        /* Without a pidfd: the same broker after all (a false alarm). */
                         atomic_store(&c->state, CONN_CONNECTED);
                         return;
                 }
@@ -373,6 +383,19 @@ static void reconnect(ring_conn *c) {
         }
 }
 
+static void send_heartbeat(ring_conn *c) {
+        ControlMsg m = { .type = CONTROL_HEARTBEAT };
+        uint8_t frame[64];
+        int n;
+
+        m.heartbeat = (ControlHeartbeat) { .correlation_id = conn_next_correlation(c),
+                                           .client_id = (int64_t) atomic_load(&c->client_id),
+                                           .seq = (int64_t) c->heartbeats++ };
+        n = control_encode(&m, frame, sizeof(frame));
+        if (n > 0)
+                (void) conn_submit(c, frame, (size_t) n, 0);
+}
+
 static void *supervisor(void *arg) {
         ring_conn *c = arg;
 
@@ -381,15 +404,19 @@ static void *supervisor(void *arg) {
                         { .fd = c->wake_fd, .events = POLLIN },
                         { .fd = c->broker_pidfd, .events = POLLIN },
                 };
-                int n = poll(p, c->broker_pidfd >= 0 ? 2 : 1, c->broker_pidfd >= 0 ? -1 : 500);
+                bool pidfd = c->broker_pidfd >= 0;
+                int n = poll(p, pidfd ? 2 : 1, pidfd ? -1 : CONN_HEARTBEAT_MS / 2);
 
                 if (n < 0 && errno != EINTR)
                         break;
                 if (p[0].revents)
                         break;
-                /* The broker process exited, or (no pidfd) its control segment changed. */
-                if ((c->broker_pidfd >= 0 && p[1].revents) || (c->broker_pidfd < 0 && !control_unchanged(c)))
-                        reconnect(c);
+                if (pidfd && p[1].revents)
+                        reconnect(c, true);     /* the broker process exited */
+                else if (!pidfd && !control_unchanged(c))
+                        reconnect(c, false);
+                else if (!pidfd)
+                        send_heartbeat(c);
         }
         return NULL;
 }
@@ -444,10 +471,10 @@ RING_EXPORT int ring_conn_open(const char *app_name, int timeout_ms, ring_conn *
                 goto fail;
         }
         atomic_store(&c->state, CONN_CONNECTED);
+        c->broker_pidfd = open_broker_pidfd(c->broker_pid);
         r = do_register(c, timeout_ms);
         if (r < 0)
                 goto fail;
-        c->broker_pidfd = open_broker_pidfd(c->broker_pid);
         r = -pthread_create(&c->supervisor, NULL, supervisor, c);
         if (r < 0)
                 goto fail;

@@ -169,6 +169,7 @@ int ring_rpc_call_async(ring_rpc *rpc, const void *req, size_t req_len, int time
 /* Initialises value as a fresh avro-c value of the function's response (or request) schema. */
 int ring_rpc_new_response(ring_rpc *rpc, struct avro_value *value);
 int ring_rpc_new_request(ring_rpc *rpc, struct avro_value *value);
+/* Asynchronous calls still pending complete with -ECANCELED before it returns. */
 void ring_rpc_close(ring_rpc *rpc);
 
 #ifdef __cplusplus

@@ -176,7 +176,9 @@ static int send_request(ring_rpc *rpc, Target *t, int64_t correlation_id, const 
         /* RpcRequest, fields in schemas/control.avsc order; args (bytes) last, so the caller's
          * bytes go straight from its buffer into the ring. */
         avrobin_put_long(&w, correlation_id);
-        avrobin_put_long(&w, (int64_t) ring_conn_client_id(rpc->conn));
+        /* caller_id 0: our client id is the only credential v1 requests carry; services need
+         * only the reply segment, and the arena may be readable by others. */
+        avrobin_put_long(&w, 0);
         avrobin_put_bytes(&w, reply_name, strlen(reply_name));
         avrobin_put_long(&w, (int64_t) rpc->req.fp);
         avrobin_put_long(&w, (int64_t) req_len);
@@ -305,6 +307,7 @@ RING_EXPORT int ring_rpc_call_async(ring_rpc *rpc, const void *req, size_t req_l
                 free(w);
                 return r == -EAGAIN ? -ETIMEDOUT : r;
         }
+        watch_arm_timer(rpc->conn);
         return 0;
 }
 
@@ -338,6 +341,7 @@ RING_EXPORT int ring_rpc_new_request(ring_rpc *rpc, struct avro_value *value) {
 }
 
 static void rpc_free(ring_rpc *rpc) {
+        waiter_cancel_rpc(rpc->conn, rpc);
         for (size_t i = 0; i < rpc->n_retired; i++) {
                 arena_done(&rpc->retired[i]->arena);
                 free(rpc->retired[i]);

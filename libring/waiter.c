@@ -210,16 +210,24 @@ int waiter_wait(ring_conn *c, Waiter *w, uint64_t deadline_ns, int (*alive)(void
 }
 
 void waiter_fail_all(ring_conn *c, int error) {
+        bool async = false;
+        uint64_t one = 1;
+
         pthread_mutex_lock(&c->waiters_lock);
         for (Waiter *w = c->waiters; w; w = w->next) {
                 if (finished(w))
                         continue;
                 w->error = error;
-                atomic_store_explicit(&w->state, WAITER_FAILED, memory_order_release);
-                if (!w->done)
+                atomic_store_explicit(&w->state, WAITER_FAILED, memory_order_seq_cst);
+                if (w->done)
+                        async = true;
+                else
                         futex_wake(&w->state, 1);
         }
         pthread_mutex_unlock(&c->waiters_lock);
+        /* Failed async calls complete in ring_conn_dispatch(): make the fd readable. */
+        if (async)
+                (void) !write(c->event_fd, &one, sizeof(one));
 }
 
 /* rpc.c: decodes an async call's outcome, runs its completion and frees it. */
@@ -255,13 +263,35 @@ int waiter_run_async(ring_conn *c) {
         }
 }
 
-uint64_t waiter_next_async_deadline(ring_conn *c) {
+uint64_t waiter_next_async_deadline(ring_conn *c, bool *ret_any) {
         uint64_t next = UINT64_MAX;
+        bool any = false;
 
         pthread_mutex_lock(&c->waiters_lock);
         for (Waiter *w = c->waiters; w; w = w->next)
-                if (w->done && w->deadline_ns < next)
-                        next = w->deadline_ns;
+                if (w->done) {
+                        any = true;
+                        next = MIN(next, w->deadline_ns);
+                }
         pthread_mutex_unlock(&c->waiters_lock);
+        *ret_any = any;
         return next;
+}
+
+void waiter_cancel_rpc(ring_conn *c, struct ring_rpc *rpc) {
+        for (;;) {
+                Waiter *found = NULL;
+
+                pthread_mutex_lock(&c->waiters_lock);
+                for (Waiter *w = c->waiters; w; w = w->next)
+                        if (w->done && w->rpc == rpc) {
+                                found = w;
+                                unlink_locked(c, w);
+                                break;
+                        }
+                pthread_mutex_unlock(&c->waiters_lock);
+                if (!found)
+                        return;
+                rpc_complete_async(c, found, -ECANCELED);
+        }
 }

@@ -179,11 +179,16 @@ void watch_rings_changed(ring_conn *c) {
         pthread_mutex_unlock(&c->watch_lock);
 }
 
-static void arm_timer(ring_conn *c) {
+void watch_arm_timer(ring_conn *c) {
         struct itimerspec its = { 0 };
-        uint64_t next = waiter_next_async_deadline(c), now;
+        uint64_t next, now;
+        bool any;
 
-        if (next != UINT64_MAX) {
+        if (!c->watcher_started)
+                return;
+        next = waiter_next_async_deadline(c, &any);
+        if (any) {
+                /* Also wake up regularly to see whether a called service died. */
                 now = now_ns(CLOCK_MONOTONIC);
                 next = MIN(next, now + ASYNC_CHECK_NS);
                 its.it_value = timespec_from_ns(MAX(next, now + 1));
@@ -213,7 +218,7 @@ RING_EXPORT int ring_conn_dispatch(ring_conn *c) {
         for (struct ring_sub *s = c->subs; s; s = sub_next(s))
                 n += sub_dispatch(s);
         pthread_mutex_unlock(&c->objects_lock);
-        arm_timer(c);
+        watch_arm_timer(c);
         watch_arm(c);
         return n;
 }

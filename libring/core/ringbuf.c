@@ -572,6 +572,8 @@ int ringbuf_break_lock_of(RingBuf *rb, uint32_t dead_pid) {
         if (!rb || !rb->shared || dead_pid == 0)
                 return 0;
         s = rb->shared;
+        if (atomic_load_explicit(&s->prod_lock, memory_order_acquire) == 0)
+                return 0;
         /* owner == dead_pid proves the dead process still held the lock: a holder clears
          * lock_owner before it releases, and the next holder sets it only after acquiring. The
          * CAS claims the lock from the dead owner; nobody else can take it meanwhile, since it

@@ -15,6 +15,7 @@
 
 #include "bridge.h"
 #include "macro.h"
+#include "sigbus.h"
 
 struct Bridge {
         RingBuf ring;                   /* watcher's copy; .tail set at each arm */
@@ -29,6 +30,10 @@ struct Bridge {
         bool armed, stop;               /* under lock */
         uint64_t armed_tail;            /* under lock */
 };
+
+static int sleep_guarded(void *arg) {
+        return ringbuf_sleep(arg, UINT64_MAX);
+}
 
 static void *watcher(void *arg) {
         Bridge *b = arg;
@@ -48,9 +53,13 @@ static void *watcher(void *arg) {
                 rb.tail = b->armed_tail;
                 pthread_mutex_unlock(&b->lock);
 
-                /* -EAGAIN: a poke (stop) or a spurious wake-up; look at stop again and retry. */
+                /* -EAGAIN: a poke (stop) or a spurious wake-up; look at stop again and retry.
+                 * -EFAULT: a client truncated the control segment; the loop finds out when it
+                 * reads the ring, so wake it. */
                 for (;;) {
-                        int r = ringbuf_sleep(&rb, UINT64_MAX);
+                        int r = sigbus_run(sleep_guarded, &rb);
+                        if (r == -EFAULT)
+                                break;
                         if (r == 0)
                                 break;
                         pthread_mutex_lock(&b->lock);

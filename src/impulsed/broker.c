@@ -198,6 +198,19 @@ static int set_segment_group(Broker *b, Segment *s) {
         return 0;
 }
 
+typedef struct FormatArgs {
+        void *base;
+        size_t size;
+        uint32_t capacity;
+} FormatArgs;
+
+/* Guarded: between creation and format, anyone with write access could truncate the file. */
+static int format_guarded(void *arg) {
+        FormatArgs *a = arg;
+
+        return ringbuf_format(a->base, a->size, a->capacity);
+}
+
 int broker_create_arena(Broker *b, const char *name, uint32_t capacity, Segment *ret) {
         Segment s = SEGMENT_NULL;
         int r;
@@ -206,8 +219,10 @@ int broker_create_arena(Broker *b, const char *name, uint32_t capacity, Segment 
         if (r < 0)
                 return r;
         r = set_segment_group(b, &s);
-        if (r >= 0)
-                r = ringbuf_format(s.base, s.size, capacity);
+        if (r >= 0) {
+                FormatArgs args = { .base = s.base, .size = s.size, .capacity = capacity };
+                r = sigbus_run(format_guarded, &args);
+        }
         if (r < 0) {
                 segment_unlink(name);
                 segment_done(&s);

@@ -22,6 +22,10 @@
 #define BROKER_SUBMISSION_CAPACITY (UINT32_C(1) << 20)
 #define BROKER_DEFAULT_ARENA_CAPACITY (UINT32_C(1) << 20)
 #define BROKER_MAX_ARENA_CAPACITY (UINT32_C(1) << 28)
+/* Bounds on what clients can make the broker hold (each costs memory, fds, shm). */
+#define BROKER_MAX_CLIENTS 65536u
+#define BROKER_MAX_CHANNELS 65536u
+#define BROKER_MAX_FUNCTIONS 65536u
 
 typedef struct BrokerConfig {
         const char *bus;                /* NULL: $RING_BUS or the default bus */

@@ -292,13 +292,32 @@ void reaper_reap(Broker *b, uint64_t client_id, bool died, const char *reason) {
 
 /* ---- producer locks of v1 clients that died (owner not recorded) ---- */
 
+typedef struct LockState {
+        RingBuf *ring;
+        uint32_t lock, owner;
+        uint64_t head;
+        bool unlock;
+} LockState;
+
+static int lock_guarded(void *arg) {
+        LockState *l = arg;
+
+        if (l->unlock)
+                ringbuf_force_unlock(l->ring);
+        else
+                ringbuf_lock_state(l->ring, &l->lock, &l->owner, &l->head);
+        return 0;
+}
+
 static int on_lock_check(sd_event_source *s, uint64_t usec, void *userdata) {
         Reaper *r = userdata;
-        RingBuf *rb = &r->broker->submissions;
+        LockState l = { .ring = &r->broker->submissions };
         uint32_t lock, owner;
         uint64_t head;
 
-        ringbuf_lock_state(rb, &lock, &owner, &head);
+        if (sigbus_run(lock_guarded, &l) < 0)
+                return 0;       /* the control segment is gone; broker_drain() handles it */
+        lock = l.lock, owner = l.owner, head = l.head;
         if (lock == 0 || owner != 0 || (r->lock_checks > 0 && head != r->lock_head)) {
                 r->lock_checks = 0;
                 return 0;
@@ -313,7 +332,8 @@ static int on_lock_check(sd_event_source *s, uint64_t usec, void *userdata) {
          * does not record itself as owner died inside its push. */
         log_warning("The submission ring's producer lock stayed held by an unknown (v1) producer "
                     "after a client died; releasing it");
-        ringbuf_force_unlock(rb);
+        l.unlock = true;
+        (void) sigbus_run(lock_guarded, &l);
         r->lock_checks = 0;
         return 0;
 }

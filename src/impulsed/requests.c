@@ -91,7 +91,7 @@ static void send_reply(Broker *b, Client *c, const ControlMsg *m) {
         int r = clients_send(b, c, m);
 
         if (r == -EFAULT)
-                reaper_reap(b, c->id, true, "its reply segment was truncated under the broker");
+                reaper_reap(b, c->id, false, "its reply segment was truncated under the broker");
         else if (r < 0 && r != -EAGAIN) {
                 /* A reply ring with corrupt cursors (-EBADMSG) or a reply too large for it: the
                  * client loses this reply; the warning is rate-limited like all hostile input. */
@@ -204,19 +204,23 @@ static void handle_register(Broker *b, const ControlRegister *req, bool older_fo
                 return;
         }
 
-        /* One registration per reply segment. The same process registering again (a restart of
-         * its connection) replaces its old registration; anyone else is refused. */
+        /* One registration per reply segment. v1 requests carry no credentials, so a live
+         * registration is never replaced (anyone can name a victim's pid and segment); a dead
+         * one is reaped first. */
         other = c;
         if (registry_foreach_client(b->registry, find_client_by_segment, &other) == -EEXIST) {
-                if (other->pid == pid && !reaper_client_dead(b->reaper, other))
-                        reaper_reap(b, other->id, false, "it registered again with the same reply segment");
-                else if (!reaper_client_dead(b->reaper, other)) {
+                if (!reaper_client_dead(b->reaper, other)) {
                         reply_register(b, c, req->correlation_id, 0, CONTROL_STATUS_EXISTS,
                                        msgf("reply segment %s is already registered by client %" PRIu64,
                                             segment, other->id));
                         return;
-                } else
-                        reaper_reap(b, other->id, true, "its process died");
+                }
+                reaper_reap(b, other->id, true, "its process died");
+        }
+        if (registry_n_clients(b->registry) >= BROKER_MAX_CLIENTS) {
+                reply_register(b, c, req->correlation_id, 0, CONTROL_STATUS_INTERNAL,
+                               msgf("the broker serves its maximum of %u clients", BROKER_MAX_CLIENTS));
+                return;
         }
 
         c->id = clients_new_id(b);
@@ -412,6 +416,11 @@ static void handle_publish(Broker *b, const ControlPublishChannel *req) {
                               msgf("access keys are at most %u bytes", KEYS_KEY_MAX));
                 return;
         }
+        if (registry_n_channels(b->registry) >= BROKER_MAX_CHANNELS) {
+                reply_publish(b, c, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
+                              msgf("the broker holds its maximum of %u channels", BROKER_MAX_CHANNELS));
+                return;
+        }
         p = pending_new(b, CONTROL_PUBLISH_CHANNEL, c->id, req->correlation_id);
         if (!p) {
                 reply_publish(b, c, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL, "out of memory");
@@ -527,6 +536,7 @@ static void grant_subscribe(Broker *b, Client *c, Channel *ch, int64_t corr) {
 
 static const char *key_refusal(int r) {
         return r == -EBUSY ? "too many wrong access keys from this client; try again later" :
+               r == -ENOBUFS ? "the broker is busy checking access keys; try again" :
                r < 0 ? "the access key could not be checked" : "wrong access key";
 }
 
@@ -593,6 +603,8 @@ static void handle_subscribe(Broker *b, const ControlSubscribe *req) {
         p->channel_id = ch->id;
         r = keys_verify_async(b->keys, c->id, ch->key_hash, req->access_key.ptr, req->access_key.len,
                               subscribe_verified, p);
+        if (r == -EBUSY)
+                r = -ENOBUFS;   /* refused at once: the queue is full, not a wrong key */
         if (r < 0) {
                 reply_subscribe(b, c, req->correlation_id, ch, CONTROL_STATUS_DENIED, key_refusal(r));
                 pending_free(p);
@@ -760,6 +772,11 @@ static void handle_expose(Broker *b, const ControlExposeFunction *req) {
                                msgf("access keys are at most %u bytes", KEYS_KEY_MAX));
                 return;
         }
+        if (registry_n_functions(b->registry) >= BROKER_MAX_FUNCTIONS) {
+                reply_function(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
+                               msgf("the broker holds its maximum of %u functions", BROKER_MAX_FUNCTIONS));
+                return;
+        }
         p = pending_new(b, CONTROL_EXPOSE_FUNCTION, c->id, req->correlation_id);
         if (!p) {
                 reply_function(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
@@ -791,6 +808,9 @@ static void lookup_verified(int r, void *userdata) {
         Client *c = registry_client(b->registry, p->client_id);
         Function *f = registry_function_by_name(b->registry, p->name);
 
+        /* Re-exposed meanwhile (maybe with another key): the check was for the old one. */
+        if (f && f->id != p->channel_id)
+                f = NULL;
         if (c && !f)
                 reply_function(b, c, CONTROL_LOOKUP_REPLY, p->correlation_id, NULL, CONTROL_STATUS_NOT_FOUND,
                                msgf("function \"%s\" is gone", p->name));
@@ -845,8 +865,11 @@ static void handle_lookup(Broker *b, const ControlLookupFunction *req) {
                 return;
         }
         p->name = TAKE_PTR(name);
+        p->channel_id = f->id;  /* the function the key was checked against */
         r = keys_verify_async(b->keys, c->id, f->key_hash, req->access_key.ptr, req->access_key.len,
                               lookup_verified, p);
+        if (r == -EBUSY)
+                r = -ENOBUFS;
         if (r < 0) {
                 reply_function(b, c, CONTROL_LOOKUP_REPLY, req->correlation_id, NULL, CONTROL_STATUS_DENIED,
                                key_refusal(r));
