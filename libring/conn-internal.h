@@ -190,7 +190,10 @@ void watch_stop(ring_conn *c);
 void watch_arm(ring_conn *c);
 /* Arms the timer of ring_conn_fd() for the pending async calls (deadlines, liveness). */
 void watch_arm_timer(ring_conn *c);
-/* The set of rings changed (a function or callback subscription came or went). */
+/* A ring was added or replaced (nothing unmapped): the watcher re-collects its set. */
+void watch_refresh(ring_conn *c);
+/* The set of rings changed (a function or callback subscription came or went); returns once
+ * the watcher holds none of the old set, so the caller may unmap. */
 void watch_rings_changed(ring_conn *c);
 
 /* ---- pub.c / sub.c / fn.c / rpc.c: re-registration after a broker restart ---- */

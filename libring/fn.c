@@ -97,6 +97,8 @@ static int expose(ring_fn *f, int timeout_ms, Arena *ret) {
 
 int fn_reopen(ring_fn *f) {
         Arena *a = calloc(1, sizeof(*a)), *old;
+        RingBuf current;
+        uint64_t one = 1;
         int r;
 
         if (!a)
@@ -106,11 +108,17 @@ int fn_reopen(ring_fn *f) {
                 free(a);
                 return r;
         }
+        /* Read before publishing next_arena: only the serving thread swaps, and only after. */
+        current = f->arena.ring;
         old = atomic_exchange(&f->next_arena, a);
         if (old) {
                 arena_done(old);
                 free(old);
         }
+        /* Wake whoever serves it so it moves over now: ring_fn_serve() sleeps on the old
+         * arena (kept mapped), ring_conn_run() sleeps in poll(). */
+        ringbuf_poke_consumer(&current);
+        (void) !write(f->conn->event_fd, &one, sizeof(one));
         return 0;
 }
 
@@ -134,6 +142,8 @@ static void take_next_arena(ring_fn *f) {
         f->arena = *n;
         pthread_mutex_unlock(&f->conn->list_lock);
         free(n);
+        /* The watcher may be asleep on the old arena: requests now land in the new one. */
+        watch_refresh(f->conn);
         if (f->req_buf_size < f->arena.ring.capacity) {
                 uint8_t *b = realloc(f->req_buf, f->arena.ring.capacity);
                 if (b) {

@@ -140,9 +140,9 @@ int ring_fn_expose(ring_conn *conn, const char *name, const char *req_schema, co
                    const char *access_key, ring_fn_handler handler, void *userdata, ring_fn **ret);
 int ring_fn_expose_value(ring_conn *conn, const char *name, const char *req_schema, const char *resp_schema,
                          const char *access_key, ring_fn_value_handler handler, void *userdata, ring_fn **ret);
-/* Serves this function's requests in the calling thread until timeout_ms passes without one
- * (-ETIMEDOUT) or ring_conn_stop(); returns how many it served otherwise. For a dedicated
- * service thread; the lowest latency path. */
+/* Serves this function's requests in the calling thread until timeout_ms passes without one,
+ * or ring_conn_stop(); returns how many it served. For a dedicated service thread: the lowest
+ * latency path. */
 int ring_fn_serve(ring_fn *fn, int timeout_ms);
 void ring_fn_close(ring_fn *fn);
 

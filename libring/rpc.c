@@ -31,6 +31,7 @@ typedef struct Target {
         dev_t dev;
         ino_t ino;
         uint64_t generation;
+        _Atomic bool dead;              /* its service went away: look the name up again */
 } Target;
 
 struct ring_rpc {
@@ -133,7 +134,8 @@ static int current_target(ring_rpc *rpc, uint64_t deadline, Target **ret) {
         Target *t = atomic_load_explicit(&rpc->current, memory_order_acquire);
         int r = 0;
 
-        if (_likely_(t && t->generation == atomic_load_explicit(&rpc->conn->generation, memory_order_relaxed))) {
+        if (_likely_(t && t->generation == atomic_load_explicit(&rpc->conn->generation, memory_order_relaxed) &&
+                     !atomic_load_explicit(&t->dead, memory_order_relaxed))) {
                 *ret = t;
                 return 0;
         }
@@ -142,7 +144,7 @@ static int current_target(ring_rpc *rpc, uint64_t deadline, Target **ret) {
                 return r == -ETIMEDOUT ? -ENOTCONN : r;
         pthread_mutex_lock(&rpc->lock);
         t = atomic_load(&rpc->current);
-        if (!t || t->generation != atomic_load(&rpc->conn->generation))
+        if (!t || t->generation != atomic_load(&rpc->conn->generation) || atomic_load(&t->dead))
                 r = lookup(rpc, CONN_RECONNECT_CALL_MS);
         pthread_mutex_unlock(&rpc->lock);
         if (r < 0)
@@ -159,6 +161,8 @@ static int target_alive(void *arg) {
 
         snprintf(path, sizeof(path), "/dev/shm%s", t->arena.seg.name);
         if (stat(path, &st) < 0 || st.st_dev != t->dev || st.st_ino != t->ino) {
+                /* The next call looks the name up again: a new service may have taken it. */
+                atomic_store(&t->dead, true);
                 error_set_message("the service went away", 21);
                 return -ECONNRESET;
         }

@@ -129,6 +129,9 @@ static int subscribe(ring_sub *s, int timeout_ms) {
         s->attached = true;
         s->generation = generation;
         pthread_mutex_unlock(&s->conn->list_lock);
+        /* The watcher must sleep on the new arena too when messages go to a callback. */
+        if (s->callback)
+                watch_rings_changed(s->conn);
         if (s->buf_size < a.ring.capacity) {
                 uint8_t *grown = realloc(s->buf, a.ring.capacity);
                 if (!grown)

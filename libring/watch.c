@@ -164,6 +164,15 @@ void watch_arm(ring_conn *c) {
         pthread_mutex_unlock(&c->watch_lock);
 }
 
+void watch_refresh(ring_conn *c) {
+        if (!c->watcher_started)
+                return;
+        pthread_mutex_lock(&c->watch_lock);
+        c->watch_dirty = true;
+        poke(c);
+        pthread_mutex_unlock(&c->watch_lock);
+}
+
 void watch_rings_changed(ring_conn *c) {
         if (!c->watcher_started)
                 return;

@@ -498,17 +498,12 @@ int ringbuf_wait(RingBuf *rb, int64_t timeout_ns) {
                 adapt_spin(rb, now_ns(CLOCK_MONOTONIC) - start);
                 return 0;
         }
-        for (;;) {
-                r = ringbuf_sleep(rb, deadline);
-                if (r == 0) {
-                        adapt_spin(rb, now_ns(CLOCK_MONOTONIC) - start);
-                        return 0;
-                }
-                if (r != -EAGAIN)
-                        return r;
-                if (now_ns(CLOCK_MONOTONIC) >= deadline)
-                        return -ETIMEDOUT;
-        }
+        r = ringbuf_sleep(rb, deadline);
+        if (r == 0)
+                adapt_spin(rb, now_ns(CLOCK_MONOTONIC) - start);
+        else if (r == -EAGAIN && now_ns(CLOCK_MONOTONIC) >= deadline)
+                r = -ETIMEDOUT;
+        return r;
 }
 
 bool ringbuf_prepare_sleep(RingBuf *rb, uint32_t *ret_seq) {

@@ -81,8 +81,9 @@ int ringbuf_peek_len(RingBuf *rb);
 uint64_t ringbuf_discard_all(RingBuf *rb);
 
 /* Waits until a record is available: bounded adaptive spin, then FUTEX_WAIT on data_seq.
- * Returns 0 when data is there, -EAGAIN if empty and timeout_ns is 0, -ETIMEDOUT.
- * timeout_ns as for push. */
+ * Returns 0 when data is there, -ETIMEDOUT, or -EAGAIN: empty with timeout_ns 0, or woken
+ * without data (ringbuf_poke_consumer(), or a spurious wake-up) so the caller can look at
+ * its own state; callers loop. timeout_ns as for push. */
 int ringbuf_wait(RingBuf *rb, int64_t timeout_ns);
 /* One sleep, without spinning: announces the sleep, re-checks, then FUTEX_WAITs on data_seq
  * until woken or the absolute CLOCK_MONOTONIC deadline. Returns 0 if data is there, -EAGAIN if
