@@ -79,6 +79,15 @@ typedef struct Arena {
         RingBuf ring;
 } Arena;
 
+/* An object's arena across broker restarts (arena.c). */
+typedef struct ArenaSlot {
+        Arena current;
+        bool attached;
+        _Atomic(Arena *) next;          /* offered by the supervisor, taken by the user thread */
+        Arena *retired;                 /* earlier arenas, mapped until the object is freed */
+        size_t n_retired;
+} ArenaSlot;
+
 struct ring_conn {
         BusNames bus;
         char *app_name;
@@ -161,9 +170,20 @@ int conn_control_call(ring_conn *c, ControlMsg *req, ControlType reply_type, int
 int conn_submit(ring_conn *c, const uint8_t *frame, size_t len, int64_t timeout_ns);
 /* Waits until the connection is CONN_CONNECTED (after a broker restart) or the deadline. */
 int conn_wait_connected(ring_conn *c, uint64_t deadline_ns);
-/* Opens a broker-made arena by name for producing or consuming. */
+/* ---- arena.c ---- */
+/* Opens a broker-made arena by name for producing or consuming (-ECONNRESET if it is gone). */
 int conn_open_arena(ring_conn *c, const char *name, bool consumer, Arena *ret);
 void arena_done(Arena *a);
+void arena_slot_init(ArenaSlot *s);
+/* Makes a the current arena; the previous one is retired (caller holds list_lock if the
+ * watcher may read the slot). */
+void arena_slot_set(ArenaSlot *s, Arena a);
+void arena_slot_retire(ArenaSlot *s);
+/* Supervisor: offers a replacement (a copy is kept). */
+int arena_slot_offer(ArenaSlot *s, const Arena *a);
+/* User thread: switches to an offered replacement; true if it did. */
+bool arena_slot_take(ArenaSlot *s, pthread_mutex_t *list_lock);
+void arena_slot_done(ArenaSlot *s);
 
 /* ---- waiter.c ---- */
 void waiter_register(ring_conn *c, Waiter *w);

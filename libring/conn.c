@@ -30,7 +30,6 @@
 #define CONTROL_VERSION 1
 #define CONTROL_RING_OFFSET 64
 #define CONTROL_SEGMENT_MAX (CONTROL_RING_OFFSET + RINGBUF_HEADER_SIZE + (size_t) RINGBUF_MAX_CAPACITY)
-#define ARENA_SEGMENT_MAX (RINGBUF_HEADER_SIZE + (size_t) RINGBUF_MAX_CAPACITY)
 #define APP_NAME_MAX 128
 /* How often the supervisor looks for a restarted broker while disconnected. */
 #define RECONNECT_INTERVAL_MS 100
@@ -228,29 +227,6 @@ static int open_broker_pidfd(pid_t pid) {
         if (pid <= 0)
                 return -1;
         return (int) syscall(SYS_pidfd_open, pid, 0);
-}
-
-int conn_open_arena(ring_conn *c, const char *name, bool consumer, Arena *ret) {
-        Arena a = { .seg = SEGMENT_NULL };
-        int r;
-
-        if (!names_valid(name))
-                return -EBADMSG;
-        r = segment_open(&a.seg, name, RINGBUF_HEADER_SIZE + RINGBUF_MIN_CAPACITY, ARENA_SEGMENT_MAX);
-        if (r < 0)
-                return r == -ENOENT ? -ECONNRESET : r;
-        r = consumer ? ringbuf_attach_consumer(&a.ring, a.seg.base, a.seg.size) :
-                       ringbuf_attach_producer(&a.ring, a.seg.base, a.seg.size);
-        if (r < 0) {
-                segment_done(&a.seg);
-                return r;
-        }
-        *ret = a;
-        return 0;
-}
-
-void arena_done(Arena *a) {
-        segment_done(&a->seg);
 }
 
 int conn_wait_connected(ring_conn *c, uint64_t deadline_ns) {

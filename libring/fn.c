@@ -43,10 +43,7 @@ struct ring_fn {
         ring_fn_value_handler value_handler;
         void *userdata;
         uint64_t fn_id;
-        Arena arena;
-        _Atomic(Arena *) next_arena;
-        Arena *retired;
-        size_t n_retired;
+        ArenaSlot arena;
         pthread_mutex_t serve_lock;     /* one thread serves at a time */
         uint8_t *req_buf;               /* one request record */
         size_t req_buf_size;
@@ -63,7 +60,7 @@ struct ring_fn *fn_next(struct ring_fn *f) {
 }
 
 RingBuf *fn_watch_ring(struct ring_fn *f) {
-        return &f->arena.ring;
+        return &f->arena.current.ring;
 }
 
 static int expose(ring_fn *f, int timeout_ms, Arena *ret) {
@@ -96,24 +93,20 @@ static int expose(ring_fn *f, int timeout_ms, Arena *ret) {
 }
 
 int fn_reopen(ring_fn *f) {
-        Arena *a = calloc(1, sizeof(*a)), *old;
         RingBuf current;
         uint64_t one = 1;
+        Arena a;
         int r;
 
-        if (!a)
-                return -ENOMEM;
-        r = expose(f, CONN_RECONNECT_CALL_MS, a);
-        if (r < 0) {
-                free(a);
+        r = expose(f, CONN_RECONNECT_CALL_MS, &a);
+        if (r < 0)
                 return r;
-        }
-        /* Read before publishing next_arena: only the serving thread swaps, and only after. */
-        current = f->arena.ring;
-        old = atomic_exchange(&f->next_arena, a);
-        if (old) {
-                arena_done(old);
-                free(old);
+        /* Read before offering: only the serving thread switches, and only after. */
+        current = f->arena.current.ring;
+        r = arena_slot_offer(&f->arena, &a);
+        if (r < 0) {
+                arena_done(&a);
+                return r;
         }
         /* Wake whoever serves it so it moves over now: ring_fn_serve() sleeps on the old
          * arena (kept mapped), ring_conn_run() sleeps in poll(). */
@@ -124,33 +117,17 @@ int fn_reopen(ring_fn *f) {
 
 /* Switches to the arena made after a broker restart (serving thread only). */
 static void take_next_arena(ring_fn *f) {
-        Arena *n, *grown;
-
-        if (_likely_(!atomic_load_explicit(&f->next_arena, memory_order_relaxed)))
+        if (!arena_slot_take(&f->arena, &f->conn->list_lock))
                 return;
-        n = atomic_exchange(&f->next_arena, NULL);
-        if (!n)
-                return;
-        grown = reallocarray(f->retired, f->n_retired + 1, sizeof(Arena));
-        /* Under list_lock: the watcher copies f->arena.ring. The old arena stays mapped (a
-         * watcher may still sleep on it); without memory it is leaked, never unmapped. */
-        pthread_mutex_lock(&f->conn->list_lock);
-        if (grown) {
-                f->retired = grown;
-                f->retired[f->n_retired++] = f->arena;
-        }
-        f->arena = *n;
-        pthread_mutex_unlock(&f->conn->list_lock);
-        free(n);
-        /* The watcher may be asleep on the old arena: requests now land in the new one. */
-        watch_refresh(f->conn);
-        if (f->req_buf_size < f->arena.ring.capacity) {
-                uint8_t *b = realloc(f->req_buf, f->arena.ring.capacity);
+        if (f->req_buf_size < f->arena.current.ring.capacity) {
+                uint8_t *b = realloc(f->req_buf, f->arena.current.ring.capacity);
                 if (b) {
                         f->req_buf = b;
-                        f->req_buf_size = f->arena.ring.capacity;
+                        f->req_buf_size = f->arena.current.ring.capacity;
                 }
         }
+        /* The watcher may be asleep on the old arena: requests now land in the new one. */
+        watch_refresh(f->conn);
 }
 
 /* The producer handle of a caller's reply ring, from the cache or freshly mapped. */
@@ -253,11 +230,11 @@ int fn_dispatch(ring_fn *f, unsigned max) {
                 return 0;       /* another thread serves it (ring_fn_serve) */
         take_next_arena(f);
         while ((unsigned) handled < max) {
-                n = ringbuf_pop(&f->arena.ring, f->req_buf, f->req_buf_size);
+                n = ringbuf_pop(&f->arena.current.ring, f->req_buf, f->req_buf_size);
                 if (n == -EAGAIN)
                         break;
                 if (n == -EBADMSG) {
-                        ringbuf_discard_all(&f->arena.ring);
+                        ringbuf_discard_all(&f->arena.current.ring);
                         continue;
                 }
                 if (n < 0)
@@ -288,22 +265,13 @@ RING_EXPORT int ring_fn_serve(ring_fn *f, int timeout_ms) {
                 if (now >= deadline)
                         break;
                 /* Sliced so that an arena replaced after a broker restart is picked up. */
-                (void) ringbuf_wait(&f->arena.ring, (int64_t) MIN(deadline - now, FN_SERVE_SLICE_NS));
+                (void) ringbuf_wait(&f->arena.current.ring, (int64_t) MIN(deadline - now, FN_SERVE_SLICE_NS));
         }
         return served;
 }
 
 static void fn_free(ring_fn *f) {
-        Arena *n = atomic_exchange(&f->next_arena, NULL);
-
-        if (n) {
-                arena_done(n);
-                free(n);
-        }
-        arena_done(&f->arena);
-        for (size_t i = 0; i < f->n_retired; i++)
-                arena_done(&f->retired[i]);
-        free(f->retired);
+        arena_slot_done(&f->arena);
         for (size_t i = 0; i < REPLY_CACHE; i++)
                 segment_done(&f->targets[i].seg);
         if (f->have_values) {
@@ -327,6 +295,7 @@ static int fn_expose(ring_conn *conn, const char *name, const char *req_schema, 
                      const char *access_key, ring_fn_handler handler, ring_fn_value_handler value_handler,
                      void *userdata, ring_fn **ret) {
         ring_fn *f;
+        Arena a;
         int r;
 
         if (!conn || !name || !*name || !req_schema || !resp_schema || !ret || (!handler && !value_handler))
@@ -336,7 +305,7 @@ static int fn_expose(ring_conn *conn, const char *name, const char *req_schema, 
         if (!f)
                 return -ENOMEM;
         f->conn = conn;
-        f->arena.seg = SEGMENT_NULL;
+        arena_slot_init(&f->arena);
         for (size_t i = 0; i < REPLY_CACHE; i++)
                 f->targets[i].seg = SEGMENT_NULL;
         pthread_mutex_init(&f->serve_lock, NULL);
@@ -368,10 +337,11 @@ static int fn_expose(ring_conn *conn, const char *name, const char *req_schema, 
                 }
                 f->have_values = true;
         }
-        r = expose(f, CONN_OPEN_TIMEOUT_MS, &f->arena);
+        r = expose(f, CONN_OPEN_TIMEOUT_MS, &a);
         if (r < 0)
                 goto fail;
-        f->req_buf_size = f->arena.ring.capacity;
+        arena_slot_set(&f->arena, a);
+        f->req_buf_size = f->arena.current.ring.capacity;
         f->req_buf = malloc(f->req_buf_size);
         if (!f->req_buf) {
                 r = -ENOMEM;

@@ -3,8 +3,8 @@
  * Publishing (ring_pub_*). A publisher is the producer of its channel's arena. Sending frames
  * the message with two iovecs (header, body): the raw path copies the caller's bytes straight
  * into shared memory and allocates nothing. After a broker restart the supervisor publishes
- * the channel again and hands the new arena over through next_arena; the sending thread swaps
- * it in at its next send, so the hot path needs no lock.
+ * the channel again and offers the new arena (arena.c); the sending thread switches at its
+ * next send, so the hot path needs no lock.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -24,10 +24,7 @@ struct ring_pub {
         char *key;                      /* kept to publish again after a broker restart */
         Schema schema;
         uint64_t channel_id;
-        Arena arena;
-        _Atomic(Arena *) next_arena;
-        Arena *retired;                 /* earlier arenas, unmapped at close */
-        size_t n_retired;
+        ArenaSlot arena;
         uint8_t *value_buf;             /* encode buffer for avro-c values */
         size_t value_buf_size;
 };
@@ -67,47 +64,22 @@ static int publish(ring_pub *p, int timeout_ms, Arena *ret) {
 }
 
 int pub_reopen(ring_pub *p) {
-        Arena *a = calloc(1, sizeof(*a)), *old;
+        Arena a;
         int r;
 
-        if (!a)
-                return -ENOMEM;
-        r = publish(p, CONN_RECONNECT_CALL_MS, a);
-        if (r < 0) {
-                free(a);
+        r = publish(p, CONN_RECONNECT_CALL_MS, &a);
+        if (r < 0)
                 return r;
-        }
-        old = atomic_exchange(&p->next_arena, a);
-        if (old) {
-                arena_done(old);
-                free(old);
-        }
-        return 0;
-}
-
-/* Takes over an arena the supervisor made after a broker restart. */
-static void take_next_arena(ring_pub *p) {
-        Arena *n, *grown;
-
-        if (_likely_(!atomic_load_explicit(&p->next_arena, memory_order_relaxed)))
-                return;
-        n = atomic_exchange(&p->next_arena, NULL);
-        if (!n)
-                return;
-        /* A subscriber of the old run may still read the old arena: keep it mapped. */
-        grown = reallocarray(p->retired, p->n_retired + 1, sizeof(Arena));
-        if (grown) {
-                p->retired = grown;
-                p->retired[p->n_retired++] = p->arena;
-        } else
-                arena_done(&p->arena);
-        p->arena = *n;
-        free(n);
+        r = arena_slot_offer(&p->arena, &a);
+        if (r < 0)
+                arena_done(&a);
+        return r;
 }
 
 RING_EXPORT int ring_pub_open(ring_conn *conn, const char *channel, const char *schema_json,
                               const char *access_key, ring_pub **ret) {
         ring_pub *p;
+        Arena a;
         int r;
 
         if (!conn || !channel || !*channel || !schema_json || !ret)
@@ -117,7 +89,7 @@ RING_EXPORT int ring_pub_open(ring_conn *conn, const char *channel, const char *
         if (!p)
                 return -ENOMEM;
         p->conn = conn;
-        p->arena.seg = SEGMENT_NULL;
+        arena_slot_init(&p->arena);
         p->channel = strdup(channel);
         p->key = strdup(access_key ?: "");
         if (!p->channel || !p->key) {
@@ -127,9 +99,10 @@ RING_EXPORT int ring_pub_open(ring_conn *conn, const char *channel, const char *
         r = schema_parse(schema_json, &p->schema);
         if (r < 0)
                 goto fail;
-        r = publish(p, CONN_OPEN_TIMEOUT_MS, &p->arena);
+        r = publish(p, CONN_OPEN_TIMEOUT_MS, &a);
         if (r < 0)
                 goto fail;
+        arena_slot_set(&p->arena, a);
 
         pthread_mutex_lock(&conn->objects_lock);
         pthread_mutex_lock(&conn->list_lock);
@@ -140,6 +113,7 @@ RING_EXPORT int ring_pub_open(ring_conn *conn, const char *channel, const char *
         *ret = p;
         return 0;
 fail:
+        arena_slot_done(&p->arena);
         if (p->key)
                 sodium_memzero(p->key, strlen(p->key));
         free(p->key);
@@ -156,11 +130,12 @@ RING_EXPORT int ring_pub_send_raw(ring_pub *p, const void *avro_bytes, size_t le
 
         if (!p || (len && !avro_bytes) || len > UINT32_MAX)
                 return -EINVAL;
-        take_next_arena(p);
+        /* After a broker restart the channel lives in a new arena. */
+        (void) arena_slot_take(&p->arena, &p->conn->list_lock);
         frame_header_encode(header, p->schema.fp, (uint32_t) len);
         iov[0] = (struct iovec) { .iov_base = header, .iov_len = sizeof(header) };
         iov[1] = (struct iovec) { .iov_base = (void *) avro_bytes, .iov_len = len };
-        r = ringbuf_pushv(&p->arena.ring, iov, 2, timeout_ms < 0 ? -1 : (int64_t) timeout_ms * (int64_t) NSEC_PER_MSEC);
+        r = ringbuf_pushv(&p->arena.current.ring, iov, 2, timeout_ms < 0 ? -1 : (int64_t) timeout_ms * (int64_t) NSEC_PER_MSEC);
         if (r == -EBADMSG)
                 return -ECONNRESET;     /* the arena's cursors are corrupt: a peer misbehaved */
         return r;
@@ -192,16 +167,7 @@ RING_EXPORT uint64_t ring_pub_fingerprint(const ring_pub *p) {
 }
 
 static void pub_free(ring_pub *p) {
-        Arena *n = atomic_exchange(&p->next_arena, NULL);
-
-        if (n) {
-                arena_done(n);
-                free(n);
-        }
-        arena_done(&p->arena);
-        for (size_t i = 0; i < p->n_retired; i++)
-                arena_done(&p->retired[i]);
-        free(p->retired);
+        arena_slot_done(&p->arena);
         sodium_memzero(p->key, strlen(p->key));
         free(p->key);
         free(p->channel);

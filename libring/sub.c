@@ -28,10 +28,7 @@ struct ring_sub {
         char *channel;
         char *key;
         Schema schema;
-        Arena arena;
-        Arena *retired;                 /* arenas of earlier subscriptions, unmapped at close */
-        size_t n_retired;
-        bool attached;
+        ArenaSlot arena;                /* .attached: subscribed (false after a reset) */
         uint64_t generation;            /* of the connection when we subscribed */
         uint8_t *buf;                   /* one record, for value and callback delivery */
         size_t buf_size;
@@ -44,13 +41,13 @@ struct ring_sub *sub_next(struct ring_sub *s) {
 }
 
 RingBuf *sub_watch_ring(struct ring_sub *s) {
-        return s->attached && s->callback ? &s->arena.ring : NULL;
+        return s->arena.attached && s->callback ? &s->arena.current.ring : NULL;
 }
 
 void sub_connection_reset(struct ring_sub *s) {
         /* Wake a receive sleeping on the old arena so it notices the restart now. */
-        if (s->attached)
-                ringbuf_poke_consumer(&s->arena.ring);
+        if (s->arena.attached)
+                ringbuf_poke_consumer(&s->arena.current.ring);
 }
 
 /* Finds the channel's id in the broker's list; -ENOENT if nobody publishes it. */
@@ -83,18 +80,6 @@ static int resolve(ring_sub *s, int timeout_ms, uint64_t *ret_id) {
         return r;
 }
 
-/* Keeps the current arena mapped until close (under list_lock): the watcher may still sleep on
- * it. Without memory it is leaked rather than unmapped. */
-static void retire(ring_sub *s) {
-        Arena *grown = reallocarray(s->retired, s->n_retired + 1, sizeof(Arena));
-
-        if (grown) {
-                s->retired = grown;
-                s->retired[s->n_retired++] = s->arena;
-        }
-        s->attached = false;
-}
-
 static int subscribe(ring_sub *s, int timeout_ms) {
         _cleanup_free_ uint8_t *record = NULL;
         _cleanup_free_ char *arena = NULL;
@@ -122,11 +107,9 @@ static int subscribe(ring_sub *s, int timeout_ms) {
         r = conn_open_arena(s->conn, arena, true, &a);
         if (r < 0)
                 return r;
+        /* Under list_lock: the watcher reads the slot. */
         pthread_mutex_lock(&s->conn->list_lock);
-        if (s->attached)
-                retire(s);
-        s->arena = a;
-        s->attached = true;
+        arena_slot_set(&s->arena, a);
         s->generation = generation;
         pthread_mutex_unlock(&s->conn->list_lock);
         /* The watcher must sleep on the new arena too when messages go to a callback. */
@@ -143,11 +126,7 @@ static int subscribe(ring_sub *s, int timeout_ms) {
 }
 
 static void sub_free(ring_sub *s) {
-        if (s->attached)
-                arena_done(&s->arena);
-        for (size_t i = 0; i < s->n_retired; i++)
-                arena_done(&s->retired[i]);
-        free(s->retired);
+        arena_slot_done(&s->arena);
         if (s->key) {
                 sodium_memzero(s->key, strlen(s->key));
                 free(s->key);
@@ -170,7 +149,7 @@ RING_EXPORT int ring_sub_open(ring_conn *conn, const char *channel, const char *
         if (!s)
                 return -ENOMEM;
         s->conn = conn;
-        s->arena.seg = SEGMENT_NULL;
+        arena_slot_init(&s->arena);
         s->channel = strdup(channel);
         s->key = strdup(access_key ?: "");
         if (!s->channel || !s->key) {
@@ -221,14 +200,14 @@ RING_EXPORT int ring_sub_resubscribe(ring_sub *s, int timeout_ms) {
 
 /* -ECONNRESET once the broker restarted and the old arena is drained; -ENOTCONN after. */
 static int check_connection(ring_sub *s) {
-        if (!s->attached)
+        if (!s->arena.attached)
                 return -ENOTCONN;
         if (_likely_(atomic_load_explicit(&s->conn->generation, memory_order_relaxed) == s->generation))
                 return 0;
-        if (ringbuf_has_data(&s->arena.ring))
+        if (ringbuf_has_data(&s->arena.current.ring))
                 return 0;
         pthread_mutex_lock(&s->conn->list_lock);
-        retire(s);
+        arena_slot_retire(&s->arena);
         pthread_mutex_unlock(&s->conn->list_lock);
         error_set_message("the broker restarted: subscribe again", 37);
         return -ECONNRESET;
@@ -244,9 +223,9 @@ static int pop_message(ring_sub *s, void *buf, size_t size) {
         Frame f;
         int n;
 
-        n = ringbuf_popv(&s->arena.ring, iov, 2);
+        n = ringbuf_popv(&s->arena.current.ring, iov, 2);
         if (n == -EBADMSG) {
-                ringbuf_discard_all(&s->arena.ring);
+                ringbuf_discard_all(&s->arena.current.ring);
                 return -EBADMSG;
         }
         if (n < 0)
@@ -279,7 +258,7 @@ RING_EXPORT int ring_sub_recv_raw(ring_sub *s, void *buf, size_t size, int timeo
                 now = now_ns(CLOCK_MONOTONIC);
                 if (now >= deadline)
                         return -ETIMEDOUT;
-                r = ringbuf_wait(&s->arena.ring, (int64_t) MIN(deadline - now, RECV_SLICE_NS));
+                r = ringbuf_wait(&s->arena.current.ring, (int64_t) MIN(deadline - now, RECV_SLICE_NS));
                 if (r < 0 && r != -ETIMEDOUT && r != -EAGAIN)
                         return r;
         }
