@@ -51,8 +51,13 @@ static int attach_control(ring_conn *c, Segment *ret_seg, RingBuf *ret_ring, uin
                 return r;
         r = segment_open(&seg, name, CONTROL_RING_OFFSET + RINGBUF_HEADER_SIZE + RINGBUF_MIN_CAPACITY,
                          CONTROL_SEGMENT_MAX);
-        if (r == -ENOENT || r == -EACCES || r == -EBADMSG)
-                return r == -EACCES ? -EACCES : -ENOTCONN;
+        if (r == -EACCES) {
+                error_set_message("no permission to use this bus: its segments belong to a group this user "
+                                  "is not in", 82);
+                return -EACCES;
+        }
+        if (r == -ENOENT || r == -EBADMSG)
+                return -ENOTCONN;
         if (r < 0)
                 return r;
         /* Acquire: pairs with the broker's release store of the magic, made last. */
@@ -97,8 +102,13 @@ static int create_reply_segment(ring_conn *c) {
         }
         if (r < 0)
                 return r;
-        if (mode != 0600 && st.st_gid != getegid())
-                (void) fchown(c->reply_seg.fd, (uid_t) -1, st.st_gid);
+        /* The bus's group, so that the broker and services of other users in it can write. */
+        if (st.st_gid != getegid() && fchown(c->reply_seg.fd, (uid_t) -1, st.st_gid) < 0) {
+                r = negative_errno();
+                error_set_message("cannot give the reply segment to the bus's group", 48);
+                (void) segment_unlink(c->reply_seg.name);
+                return r;
+        }
         /* Held while we live (and released by the kernel when we die): a broker restarting
          * after a crash keeps segments whose owner still holds it (spec, "Owner lock"). */
         if (flock(c->reply_seg.fd, LOCK_SH | LOCK_NB) < 0)

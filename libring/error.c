@@ -65,7 +65,7 @@ RING_EXPORT const char *ring_strerror(int error) {
         case ECONNRESET:
                 return "The peer (publisher or service) went away, or the broker restarted";
         case EACCES:
-                return "Access key refused";
+                return "Access refused (access key, or the bus's permissions)";
         case ETIMEDOUT:
                 return "Timed out";
         case EPROTO:

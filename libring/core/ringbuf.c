@@ -168,6 +168,8 @@ void ringbuf_reset_consumer_ext(void *base) {
 static void copy_in(RingBuf *rb, uint64_t pos, const void *src, size_t n) {
         size_t off = (size_t) (pos & rb->mask), first = rb->capacity - off;
 
+        if (n == 0)
+                return;         /* an empty iov part may have a NULL base */
         if (first > n)
                 first = n;
         memcpy(rb->data + off, src, first);
@@ -177,6 +179,8 @@ static void copy_in(RingBuf *rb, uint64_t pos, const void *src, size_t n) {
 static void copy_out(const RingBuf *rb, uint64_t pos, void *dst, size_t n) {
         size_t off = (size_t) (pos & rb->mask), first = rb->capacity - off;
 
+        if (n == 0)
+                return;
         if (first > n)
                 first = n;
         memcpy(dst, rb->data + off, first);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "bridge.h"
+#include "log.h"
 #include "macro.h"
 #include "sigbus.h"
 
@@ -77,7 +78,9 @@ static int on_eventfd(sd_event_source *s, int fd, uint32_t revents, void *userda
         Bridge *b = userdata;
         uint64_t v;
 
-        (void) read(fd, &v, sizeof(v));
+        /* Nonblocking; an empty read (nothing pending) is harmless: drain anyway. */
+        if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                log_debug("Reading the submission eventfd failed: %m");
         b->ready(b->userdata);
         return 0;
 }

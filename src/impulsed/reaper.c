@@ -195,16 +195,27 @@ static int collect_functions(Function *f, void *userdata) {
         return 0;
 }
 
-/* Unlinks the client's reply segment if the name still refers to the file it registered. */
-static void unlink_reply_segment(const Client *c) {
+/* Unlinks the client's reply segment if the name still refers to the file it registered.
+ * True if it is gone (removed now, or already). */
+static bool unlink_reply_segment(const Client *c) {
         char path[sizeof("/dev/shm") + NAMES_SEGMENT_MAX];
         struct stat now, registered;
+        int r;
 
         snprintf(path, sizeof(path), "/dev/shm%s", c->reply_seg.name);
-        if (c->reply_seg.fd < 0 || fstat(c->reply_seg.fd, &registered) < 0 || lstat(path, &now) < 0)
-                return;
-        if (now.st_dev == registered.st_dev && now.st_ino == registered.st_ino)
-                (void) segment_unlink(c->reply_seg.name);
+        if (c->reply_seg.fd < 0 || fstat(c->reply_seg.fd, &registered) < 0)
+                return false;
+        if (lstat(path, &now) < 0)
+                return errno == ENOENT;
+        if (now.st_dev != registered.st_dev || now.st_ino != registered.st_ino)
+                return true;    /* someone else's file took the name: not ours to remove */
+        r = segment_unlink(c->reply_seg.name);
+        if (r < 0 && r != -ENOENT) {
+                log_warning_errno(r, "Cannot remove the reply segment %s of dead client %" PRIu64
+                                  " (it stays until a broker start finds it abandoned)", c->reply_seg.name, c->id);
+                return false;
+        }
+        return true;
 }
 
 static void schedule_lock_check(Reaper *r);
@@ -264,16 +275,15 @@ void reaper_reap(Broker *b, uint64_t client_id, bool died, const char *reason) {
         /* A client that died leaves its reply segment behind: nobody else will unlink it. Only
          * a pidfd proves death; a client that merely missed heartbeats (pid 0) may be alive
          * and register again with it. */
-        if (died && c->pid > 0)
-                unlink_reply_segment(c);
+        bool unlinked = died && c->pid > 0 && unlink_reply_segment(c);
 
         ctx = (LogContext) { .app = c->app_name, .client_id = c->id, .pid = c->pid, .unit = c->unit };
         log_ctx(died ? LOG_NOTICE : LOG_INFO, LOG_MESSAGE_CLIENT_REAPED, &ctx,
                 "%s client %" PRIu64 " \"%s\" (pid %ld%s%s%s%s): %s; reclaimed %s%s%s",
                 died ? "Reaped" : "Removed", c->id, c->app_name, (long) c->pid,
                 c->unit ? ", unit " : "", c->unit ?: "", c->cgroup ? ", cgroup " : "", c->cgroup ?: "",
-                reason, len ? summary : "no channels or functions", died && c->pid > 0 ? " and its reply segment " : "",
-                died && c->pid > 0 ? c->reply_seg.name : "");
+                reason, len ? summary : "no channels or functions", unlinked ? " and its reply segment " : "",
+                unlinked ? c->reply_seg.name : "");
 
         keys_forget_client(b->keys, c->id);
         reaper_unwatch(b->reaper, c);
