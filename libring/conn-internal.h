@@ -130,6 +130,7 @@ struct ring_conn {
 
         /* Supervision of the broker and the event-loop fd (watch.c). */
         int broker_pidfd;
+        bool broker_visible;            /* its pid is valid in our pid namespace */
         int wake_fd;                    /* eventfd: stop the supervisor */
         pthread_t supervisor;
         bool supervisor_started;

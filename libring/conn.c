@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -220,8 +221,8 @@ static int do_register(ring_conn *c, int timeout_ms) {
                 /* Our pid means something to the broker only in its pid namespace (we can see
                  * its pid); otherwise we register as an older v1 client does: pid 0 and
                  * heartbeats, which the supervisor sends. */
-                .heartbeat_ms = c->broker_pidfd >= 0 ? 0 : CONN_HEARTBEAT_MS,
-                .pid = c->broker_pidfd >= 0 ? c->pid : 0,
+                .heartbeat_ms = c->broker_visible ? 0 : CONN_HEARTBEAT_MS,
+                .pid = c->broker_visible ? c->pid : 0,
         };
         r = conn_control_call(c, &req, CONTROL_REGISTER_REPLY, timeout_ms, &record, &reply);
         if (r < 0)
@@ -231,12 +232,24 @@ static int do_register(ring_conn *c, int timeout_ms) {
         return 0;
 }
 
-static int open_broker_pidfd(pid_t pid) {
-        /* In another pid namespace the broker's pid means nothing here: then the supervisor
-         * falls back to checking the control segment's epoch. */
+/* Opens a pidfd for the broker. Sets broker_visible: whether its pid means something here.
+ * Without pidfd_open (old kernels, valgrind) the pid is still ours to check with kill(2); a pid
+ * we cannot see (ESRCH) means another pid namespace, where only the control segment's epoch
+ * tells a restart. */
+static int open_broker_pidfd(ring_conn *c, pid_t pid) {
+        int fd;
+
+        c->broker_visible = false;
         if (pid <= 0)
                 return -1;
-        return (int) syscall(SYS_pidfd_open, pid, 0);
+        fd = (int) syscall(SYS_pidfd_open, pid, 0);
+        c->broker_visible = fd >= 0 || errno == ENOSYS;
+        return fd;
+}
+
+/* True if the broker's process is known to have exited. */
+static bool broker_gone(ring_conn *c) {
+        return c->broker_visible && kill(c->broker_pid, 0) < 0 && errno == ESRCH;
 }
 
 int conn_wait_connected(ring_conn *c, uint64_t deadline_ns) {
@@ -350,7 +363,7 @@ static void reconnect(ring_conn *c, bool proven_dead) {
                 c->broker_pid = pid;
                 if (c->broker_pidfd >= 0)
                         close(c->broker_pidfd);
-                c->broker_pidfd = open_broker_pidfd(pid);
+                c->broker_pidfd = open_broker_pidfd(c, pid);
                 /* Connected for the duration of our own control calls below. */
                 atomic_store(&c->state, CONN_CONNECTED);
                 pthread_mutex_unlock(&c->lock);
@@ -399,9 +412,11 @@ static void *supervisor(void *arg) {
                         break;
                 if (pidfd && p[1].revents)
                         reconnect(c, true);     /* the broker process exited */
+                else if (!pidfd && broker_gone(c))
+                        reconnect(c, true);
                 else if (!pidfd && !control_unchanged(c))
                         reconnect(c, false);
-                else if (!pidfd)
+                else if (!pidfd && !c->broker_visible)
                         send_heartbeat(c);
         }
         return NULL;
@@ -457,7 +472,7 @@ RING_EXPORT int ring_conn_open(const char *app_name, int timeout_ms, ring_conn *
                 goto fail;
         }
         atomic_store(&c->state, CONN_CONNECTED);
-        c->broker_pidfd = open_broker_pidfd(c->broker_pid);
+        c->broker_pidfd = open_broker_pidfd(c, c->broker_pid);
         r = do_register(c, timeout_ms);
         if (r < 0)
                 goto fail;
