@@ -26,13 +26,16 @@ struct RingShared {
         _Atomic uint32_t prod_lock;             /* 72: 0 free, 1 locked, 2 locked with waiters */
         _Atomic uint32_t space_seq;             /* 76 */
         _Atomic uint32_t lock_owner;            /* 80: extension: pid holding prod_lock, 0 unknown */
-        _Atomic uint32_t space_waiters;         /* 84: extension: our producers waiting for space */
-        uint8_t pad1[128 - 88];
+        uint8_t pad1[128 - 84];
         /* line 2: consumer */
         _Atomic uint64_t tail;                  /* 128 */
         _Atomic uint32_t data_seq;              /* 136 */
         _Atomic uint32_t consumer_sleeping;     /* 140: extension: 1 while in (or entering) FUTEX_WAIT */
-        uint8_t pad2[192 - 144];
+        /* 144: extension: our producers waiting for space. In the consumer's line, because the
+         * consumer reads it on every consume (to hand space back at once) and producers touch
+         * it only when they are about to sleep. */
+        _Atomic uint32_t space_waiters;
+        uint8_t pad2[192 - 148];
 };
 
 static_assert(offsetof(struct RingShared, magic) == 0, "v1 ring layout");
@@ -42,5 +45,6 @@ static_assert(offsetof(struct RingShared, prod_lock) == 72, "v1 ring layout");
 static_assert(offsetof(struct RingShared, space_seq) == 76, "v1 ring layout");
 static_assert(offsetof(struct RingShared, tail) == 128, "v1 ring layout");
 static_assert(offsetof(struct RingShared, data_seq) == 136, "v1 ring layout");
+static_assert(offsetof(struct RingShared, space_waiters) == 144, "extension layout (spec)");
 static_assert(sizeof(struct RingShared) == 192, "v1 ring layout: data region starts at 192");
 static_assert(sizeof(_Atomic uint64_t) == 8 && sizeof(_Atomic uint32_t) == 4, "lock-free atomics");

@@ -140,7 +140,7 @@ int ringbuf_attach_consumer(RingBuf *ret, void *base, size_t size) {
         head = atomic_load_explicit(&rb.shared->head, memory_order_acquire);
         if (head - tail > rb.capacity)
                 return -EBADMSG;
-        rb.tail = tail;
+        rb.tail = rb.cached_head = rb.published_tail = tail;
         atomic_fetch_or_explicit(&rb.shared->ext_features, RINGBUF_EXT_SLEEP_FLAG,
                                  memory_order_seq_cst);
         *ret = rb;
@@ -234,16 +234,18 @@ static void lock_release(RingBuf *rb) {
 static void notify_consumer(RingBuf *rb) {
         RingShared *s = rb->shared;
 
-        /* v1: data_seq changes on every publish, so a consumer that read it before our head
-         * store fails its FUTEX_WAIT value check instead of missing the record. */
-        atomic_fetch_add_explicit(&s->data_seq, 1, memory_order_seq_cst);
         /* seq_cst: orders our head store before the load of consumer_sleeping, against the
-         * consumer's store of consumer_sleeping before its load of head (ringbuf_wait). One of
-         * us sees the other. */
+         * consumer's store of consumer_sleeping before its load of head (ringbuf_sleep). One of
+         * us sees the other: an awake consumer that announces its sleeps will see our record. */
         atomic_thread_fence(memory_order_seq_cst);
-        if (!(atomic_load_explicit(&s->ext_features, memory_order_relaxed) & RINGBUF_EXT_SLEEP_FLAG) ||
-            atomic_load_explicit(&s->consumer_sleeping, memory_order_relaxed))
-                futex_wake(&s->data_seq, 1);
+        if ((atomic_load_explicit(&s->ext_features, memory_order_relaxed) & RINGBUF_EXT_SLEEP_FLAG) &&
+            !atomic_load_explicit(&s->consumer_sleeping, memory_order_relaxed))
+                return;
+        /* v1 (and a consumer on its way to sleep): data_seq changes on every publish, so a
+         * consumer that read it before our head store fails its FUTEX_WAIT value check
+         * instead of missing the record. */
+        atomic_fetch_add_explicit(&s->data_seq, 1, memory_order_seq_cst);
+        futex_wake(&s->data_seq, 1);
 }
 
 /* Waits, without the lock, until the consumer frees space or the deadline passes. */
@@ -290,9 +292,15 @@ int ringbuf_pushv(RingBuf *rb, const struct iovec *iov, size_t n_iov, int64_t ti
                         return r;
 
                 head = atomic_load_explicit(&rb->shared->head, memory_order_relaxed);
+                /* The tail we saw last only ever understates the free space (tail only grows):
+                 * re-read the consumer's cache line only when it does not show enough. */
+                used = head - rb->cached_tail;
+                if (used <= rb->capacity && rb->capacity - used >= need)
+                        break;
                 /* Acquire: pairs with the consumer's release store of tail, so the bytes it
                  * freed are no longer being read when we overwrite them. */
                 tail = atomic_load_explicit(&rb->shared->tail, memory_order_acquire);
+                rb->cached_tail = tail;
                 used = head - tail;
                 if (used > rb->capacity) {
                         lock_release(rb);
@@ -330,6 +338,8 @@ int ringbuf_push(RingBuf *rb, const void *payload, size_t len, int64_t timeout_n
         return ringbuf_pushv(rb, &iov, 1, timeout_ns);
 }
 
+static void publish_tail(RingBuf *rb);
+
 /* Locates the next record: its payload length, after checking it against the published
  * bytes. Everything read from the ring is bounded here before use. */
 static int next_record(RingBuf *rb, uint64_t *ret_head, uint32_t *ret_len) {
@@ -337,10 +347,19 @@ static int next_record(RingBuf *rb, uint64_t *ret_head, uint32_t *ret_len) {
         uint64_t head, avail;
         uint32_t len;
 
-        /* Acquire: pairs with the producer's release store of head in ringbuf_pushv(). */
-        head = atomic_load_explicit(&rb->shared->head, memory_order_acquire);
-        if (head == rb->tail)
-                return -EAGAIN;
+        /* Records up to the head we saw last are ours without touching the producers' cache
+         * line; re-read it only when caught up. Acquire: pairs with the producer's release
+         * store of head in ringbuf_pushv(). */
+        head = rb->cached_head;
+        if (head == rb->tail) {
+                head = atomic_load_explicit(&rb->shared->head, memory_order_acquire);
+                rb->cached_head = head;
+                if (head == rb->tail) {
+                        /* Caught up: hand all consumed space back before anyone waits. */
+                        publish_tail(rb);
+                        return -EAGAIN;
+                }
+        }
         avail = head - rb->tail;
         if (avail > rb->capacity || avail < RINGBUF_RECORD_PREFIX)
                 return -EBADMSG;
@@ -353,14 +372,17 @@ static int next_record(RingBuf *rb, uint64_t *ret_head, uint32_t *ret_len) {
         return 0;
 }
 
-/* Hands freed space back to producers: the tail store, then v1's space_seq wake-up, skipped
- * when no producer can be waiting (see the file comment). */
-static void release_space(RingBuf *rb, uint64_t head, uint64_t new_tail) {
+/* Hands consumed space back to producers: the tail store, then v1's space_seq wake-up,
+ * skipped when no producer can be waiting (see the file comment). */
+static void publish_tail(RingBuf *rb) {
         RingShared *s = rb->shared;
-        uint64_t half = rb->capacity / 2, used_before = head - rb->tail, used_after = head - new_tail;
+        uint64_t head = rb->cached_head, new_tail = rb->tail, half = rb->capacity / 2,
+                 used_before = head - rb->published_tail, used_after = head - new_tail;
         bool wake;
 
-        rb->tail = new_tail;
+        if (new_tail == rb->published_tail)
+                return;
+        rb->published_tail = new_tail;
         /* Release: pairs with the producers' acquire load of tail; we are done reading. */
         atomic_store_explicit(&s->tail, new_tail, memory_order_release);
         atomic_fetch_add_explicit(&s->space_seq, 1, memory_order_seq_cst);
@@ -381,6 +403,18 @@ static void release_space(RingBuf *rb, uint64_t head, uint64_t new_tail) {
         }
         if (wake)
                 futex_wake(&s->space_seq, INT_MAX);
+}
+
+/* Consumes up to new_tail. The shared tail (the producers' view of free space, in their cache
+ * line's neighbour) is published in batches: when a quarter of the ring is consumed, and
+ * whenever the consumer catches up (next_record) or waits, so producers never wait for space
+ * that is only held back here. */
+static void release_space(RingBuf *rb, uint64_t new_tail) {
+        rb->tail = new_tail;
+        /* A waiting producer (it counts itself in our cache line) gets the space at once. */
+        if (new_tail - rb->published_tail >= rb->capacity / 4 ||
+            atomic_load_explicit(&rb->shared->space_waiters, memory_order_seq_cst) > 0)
+                publish_tail(rb);
 }
 
 int ringbuf_peek_len(RingBuf *rb) {
@@ -409,7 +443,7 @@ int ringbuf_pop(RingBuf *rb, void *buf, size_t size) {
         if (len > size)
                 return -EMSGSIZE;
         copy_out(rb, rb->tail + RINGBUF_RECORD_PREFIX, buf, len);
-        release_space(rb, head, rb->tail + RINGBUF_RECORD_PREFIX + len);
+        release_space(rb, rb->tail + RINGBUF_RECORD_PREFIX + len);
         return (int) len;
 }
 
@@ -436,7 +470,7 @@ int ringbuf_popv(RingBuf *rb, const struct iovec *iov, size_t n_iov) {
                 pos += n;
                 left -= (uint32_t) n;
         }
-        release_space(rb, head, rb->tail + RINGBUF_RECORD_PREFIX + len);
+        release_space(rb, rb->tail + RINGBUF_RECORD_PREFIX + len);
         return (int) len;
 }
 
@@ -451,7 +485,9 @@ uint64_t ringbuf_discard_all(RingBuf *rb) {
                 return 0;
         /* Even when the cursors are corrupt, resynchronising on head is the only safe state. */
         rb->space_owed = true;
-        release_space(rb, head, head);
+        rb->cached_head = head;
+        rb->tail = head;
+        publish_tail(rb);
         return dropped;
 }
 
@@ -493,6 +529,8 @@ int ringbuf_wait(RingBuf *rb, int64_t timeout_ns) {
                 return -EINVAL;
         if (ringbuf_has_data(rb))
                 return 0;
+        /* Producers may be waiting for the space we consumed: hand it back before we wait. */
+        publish_tail(rb);
         if (timeout_ns == 0)
                 return -EAGAIN;
 

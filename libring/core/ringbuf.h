@@ -34,6 +34,9 @@ typedef struct RingBuf {
         uint32_t capacity;      /* copied once at attach, never re-read from shm */
         uint32_t mask;
         uint64_t tail;          /* consumer only: our own cursor, the shared one is a copy */
+        uint64_t cached_head;   /* consumer only: head as last loaded (re-read when caught up) */
+        uint64_t published_tail; /* consumer only: tail as last stored to the shared header */
+        uint64_t cached_tail;   /* producer only: tail as last loaded (re-read when short) */
         uint32_t spin_budget;   /* consumer only: adaptive spin before sleeping, in ns */
         bool space_owed;        /* consumer only: a v1 producer may still wait for space */
 } RingBuf;
