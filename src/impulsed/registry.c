@@ -19,7 +19,7 @@ struct Registry {
         void *functions;                /* Function*, by id */
         void *functions_by_name;        /* Function*, by name */
         size_t n_clients, n_channels, n_functions;
-        uint64_t last_client_id, last_channel_id, last_function_id;
+        uint64_t last_channel_id, last_function_id;
 };
 
 /* Every object type starts with its id, then (channels, functions) its name pointer. */
@@ -96,10 +96,6 @@ size_t registry_n_channels(const Registry *r) {
 
 size_t registry_n_functions(const Registry *r) {
         return r->n_functions;
-}
-
-uint64_t registry_next_client_id(Registry *r) {
-        return ++r->last_client_id;
 }
 
 uint64_t registry_next_channel_id(Registry *r) {

@@ -63,8 +63,8 @@ size_t registry_n_clients(const Registry *r);
 size_t registry_n_channels(const Registry *r);
 size_t registry_n_functions(const Registry *r);
 
-/* Ids are never reused within one broker run (v1 clients match replies by them). */
-uint64_t registry_next_client_id(Registry *r);
+/* Channel and function ids are never reused within one broker run. Client ids are chosen by
+ * the caller (clients_new_id(): random, because they are the only v1 credential). */
 uint64_t registry_next_channel_id(Registry *r);
 uint64_t registry_next_function_id(Registry *r);
 
