@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <systemd/sd-event.h>
 
@@ -178,6 +179,19 @@ static void on_counts_changed(Broker *b, void *userdata) {
         (void) notify_status(registry_n_clients(r), registry_n_channels(r), registry_n_functions(r));
 }
 
+/* Each client costs the broker two descriptors (its reply segment and its pidfd): take the
+ * whole hard limit the service manager allows instead of the 1024 soft default. */
+static void raise_fd_limit(void) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+                return;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_warning_errno(-errno, "Cannot raise the open file limit to %llu",
+                                  (unsigned long long) rl.rlim_max);
+}
+
 static int run(void) {
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         Broker *broker = NULL;
@@ -191,6 +205,8 @@ static int run(void) {
         };
         sigset_t mask;
         int r;
+
+        raise_fd_limit();
 
         /* Signals arrive through the event loop, never as asynchronous handlers. */
         sigemptyset(&mask);
