@@ -12,15 +12,13 @@
 #include "conn-internal.h"
 #include "macro.h"
 
-#define ARENA_SEGMENT_MAX (RINGBUF_HEADER_SIZE + (size_t) RINGBUF_MAX_CAPACITY)
-
 int conn_open_arena(ring_conn *c, const char *name, bool consumer, Arena *ret) {
         Arena a = { .seg = SEGMENT_NULL };
         int r;
 
         if (!names_valid(name))
                 return -EBADMSG;
-        r = segment_open(&a.seg, name, RINGBUF_HEADER_SIZE + RINGBUF_MIN_CAPACITY, ARENA_SEGMENT_MAX);
+        r = segment_open(&a.seg, name, ringbuf_size(RINGBUF_MIN_CAPACITY), ringbuf_size(RINGBUF_MAX_CAPACITY));
         if (r < 0)
                 return r == -ENOENT ? -ECONNRESET : r;
         r = consumer ? ringbuf_attach_consumer(&a.ring, a.seg.base, a.seg.size) :

@@ -110,6 +110,7 @@ struct ring_conn {
 
         /* Our reply segment, consumed by whichever thread is the reader (waiter.c). */
         Segment reply_seg;
+        size_t reply_name_len;          /* strlen(reply_seg.name): sent with every RPC request */
         RingBuf reply;
         uint64_t nonce;
         _Atomic int64_t next_correlation;

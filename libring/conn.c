@@ -30,7 +30,6 @@
 #define CONTROL_MAGIC UINT64_C(0x00474E4952504D49) /* "IMPRING\0" as a little-endian u64 */
 #define CONTROL_VERSION 1
 #define CONTROL_RING_OFFSET 64
-#define CONTROL_SEGMENT_MAX (CONTROL_RING_OFFSET + RINGBUF_HEADER_SIZE + (size_t) RINGBUF_MAX_CAPACITY)
 #define APP_NAME_MAX 128
 /* How often the supervisor looks for a restarted broker while disconnected. */
 #define RECONNECT_INTERVAL_MS 100
@@ -50,8 +49,8 @@ static int attach_control(ring_conn *c, Segment *ret_seg, RingBuf *ret_ring, uin
         r = names_control(&c->bus, name, sizeof(name));
         if (r < 0)
                 return r;
-        r = segment_open(&seg, name, CONTROL_RING_OFFSET + RINGBUF_HEADER_SIZE + RINGBUF_MIN_CAPACITY,
-                         CONTROL_SEGMENT_MAX);
+        r = segment_open(&seg, name, CONTROL_RING_OFFSET + ringbuf_size(RINGBUF_MIN_CAPACITY),
+                         CONTROL_RING_OFFSET + ringbuf_size(RINGBUF_MAX_CAPACITY));
         if (r == -EACCES) {
                 error_set_message("no permission to use this bus: its segments belong to a group this user "
                                   "is not in", 82);
@@ -114,6 +113,7 @@ static int create_reply_segment(ring_conn *c) {
          * after a crash keeps segments whose owner still holds it (spec, "Owner lock"). */
         if (flock(c->reply_seg.fd, LOCK_SH | LOCK_NB) < 0)
                 return negative_errno();
+        c->reply_name_len = strlen(c->reply_seg.name);
         r = ringbuf_format(c->reply_seg.base, c->reply_seg.size, CONN_REPLY_CAPACITY);
         if (r >= 0)
                 r = ringbuf_attach_consumer(&c->reply, c->reply_seg.base, c->reply_seg.size);

@@ -153,8 +153,8 @@ static RingBuf *reply_target(ring_fn *f, Text segment) {
                 return NULL;
         segment_done(&victim->seg);
         victim->last_used = 0;
-        if (segment_open(&victim->seg, name, RINGBUF_HEADER_SIZE + RINGBUF_MIN_CAPACITY,
-                         RINGBUF_HEADER_SIZE + (size_t) RINGBUF_MAX_CAPACITY) < 0)
+        if (segment_open(&victim->seg, name, ringbuf_size(RINGBUF_MIN_CAPACITY),
+                         ringbuf_size(RINGBUF_MAX_CAPACITY)) < 0)
                 return NULL;
         if (ringbuf_attach_producer(&victim->ring, victim->seg.base, victim->seg.size) < 0) {
                 segment_done(&victim->seg);

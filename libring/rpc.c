@@ -173,7 +173,6 @@ static int send_request(ring_rpc *rpc, Target *t, int64_t correlation_id, const 
                         int64_t timeout_ns) {
         uint8_t header[FRAME_HEADER_SIZE], prefix[REQUEST_PREFIX_MAX];
         AvroWriter w = { .buf = prefix, .size = sizeof(prefix) };
-        const char *reply_name = rpc->conn->reply_seg.name;
         struct iovec iov[3];
         int r;
 
@@ -183,7 +182,7 @@ static int send_request(ring_rpc *rpc, Target *t, int64_t correlation_id, const 
         /* caller_id 0: our client id is the only credential v1 requests carry; services need
          * only the reply segment, and the arena may be readable by others. */
         avrobin_put_long(&w, 0);
-        avrobin_put_bytes(&w, reply_name, strlen(reply_name));
+        avrobin_put_bytes(&w, rpc->conn->reply_seg.name, rpc->conn->reply_name_len);
         avrobin_put_long(&w, (int64_t) rpc->req.fp);
         avrobin_put_long(&w, (int64_t) req_len);
         if (!avrobin_fits(&w) || req_len > UINT32_MAX - w.pos)

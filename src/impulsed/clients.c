@@ -20,8 +20,8 @@
 
 /* Smallest and largest reply segment we map: a minimal ring, and a bound so a client cannot
  * make the broker map gigabytes. */
-#define REPLY_SEGMENT_MIN (RINGBUF_HEADER_SIZE + RINGBUF_MIN_CAPACITY)
-#define REPLY_SEGMENT_MAX (RINGBUF_HEADER_SIZE + (size_t) (UINT32_C(1) << 28))
+#define REPLY_SEGMENT_MIN ringbuf_size(RINGBUF_MIN_CAPACITY)
+#define REPLY_SEGMENT_MAX ringbuf_size(UINT32_C(1) << 28)
 
 /* Real and effective uid of pid, from /proc (the pid was checked alive by the caller). */
 static int read_proc_uids(pid_t pid, uid_t *ret_ruid, uid_t *ret_euid) {
