@@ -26,9 +26,10 @@
 #include "time-util.h"
 #include "unaligned.h"
 
-/* Consumer spin before FUTEX_WAIT, adapted between these bounds (nanoseconds): a cross-core
- * wake-up costs ~20 us here, so spinning up to a few times that pays off when the peer is
- * busy, while the cap keeps an idle consumer's CPU use bounded before it sleeps. */
+/* Spin before FUTEX_WAIT (a consumer waiting for data, a producer waiting for space), adapted
+ * between these bounds (nanoseconds): a cross-core wake-up costs ~20 us here, so spinning up
+ * to a few times that pays off when the peer is busy, while the cap keeps an idle process's
+ * CPU use bounded before it sleeps. */
 #define SPIN_MIN_NS (2 * NSEC_PER_USEC)
 #define SPIN_INITIAL_NS (20 * NSEC_PER_USEC)
 #define SPIN_MAX_NS (100 * NSEC_PER_USEC)
@@ -120,6 +121,7 @@ static int attach(RingBuf *ret, void *base, size_t size) {
                 .capacity = capacity,
                 .mask = capacity - 1,
                 .spin_budget = SPIN_INITIAL_NS,
+                .space_spin_budget = SPIN_INITIAL_NS,
         };
         return 0;
 }
@@ -248,13 +250,56 @@ static void notify_consumer(RingBuf *rb) {
         futex_wake(&s->data_seq, 1);
 }
 
-/* Waits, without the lock, until the consumer frees space or the deadline passes. */
+/* Adapts a spin budget to how long a wait really took: if a longer spin (up to the cap) would
+ * have caught it, spin that long next time; if the peer was slower than the cap, sleeping was
+ * right, and the budget shrinks. */
+static uint32_t adapted_budget(uint32_t budget, uint64_t waited) {
+        if (waited <= SPIN_MAX_NS)
+                return (uint32_t) MIN(SPIN_MAX_NS, MAX((uint64_t) budget, 2 * waited));
+        return (uint32_t) MAX(SPIN_MIN_NS, budget / 2);
+}
+
+/* True if a record of need bytes fits now (or the cursors are corrupt, which the caller
+ * finds out under the lock). */
+static bool space_available(RingBuf *rb, size_t need) {
+        /* Acquire: pairs with the consumer's release store of tail in publish_tail(). */
+        uint64_t tail = atomic_load_explicit(&rb->shared->tail, memory_order_acquire);
+        uint64_t head = atomic_load_explicit(&rb->shared->head, memory_order_relaxed);
+
+        return head - tail > rb->capacity || rb->capacity - (head - tail) >= need;
+}
+
+/* Spins up to the producers' adaptive budget for the consumer to free space. While we spin
+ * we are not counted in space_waiters, so the consumer keeps publishing tail in batches (a
+ * quarter of the ring, or when it catches up) and makes no FUTEX_WAKE: a consumer that keeps
+ * up with large records costs no system call on either side. */
+static bool spin_for_space(RingBuf *rb, size_t need, uint64_t start, uint64_t deadline) {
+        uint64_t limit = MIN(start + atomic_load_explicit(&rb->space_spin_budget, memory_order_relaxed),
+                             deadline);
+
+        for (;;) {
+                for (unsigned i = 0; i < 64; i++) {
+                        if (space_available(rb, need))
+                                return true;
+                        cpu_relax();
+                }
+                if (now_ns(CLOCK_MONOTONIC) >= limit)
+                        return false;
+        }
+}
+
+/* Waits, without the lock, until the consumer frees space or the deadline passes: a bounded
+ * adaptive spin, then FUTEX_WAIT on space_seq. */
 static int wait_for_space(RingBuf *rb, size_t need, uint64_t deadline) {
         RingShared *s = rb->shared;
+        uint64_t start = now_ns(CLOCK_MONOTONIC), head, tail;
         uint32_t seq;
-        uint64_t head, tail;
         int r;
 
+        if (spin_for_space(rb, need, start, deadline)) {
+                r = 0;
+                goto adapt;
+        }
         atomic_fetch_add_explicit(&s->space_waiters, 1, memory_order_seq_cst);
         /* seq is read before the space re-check, so a tail store after the check also changes
          * space_seq and the FUTEX_WAIT returns at once. */
@@ -266,7 +311,15 @@ static int wait_for_space(RingBuf *rb, size_t need, uint64_t deadline) {
         else
                 r = futex_wait(&s->space_seq, seq, deadline);
         atomic_fetch_sub_explicit(&s->space_waiters, 1, memory_order_seq_cst);
-        return r == -ETIMEDOUT ? -ETIMEDOUT : 0;
+        if (r == -ETIMEDOUT)
+                return -ETIMEDOUT;
+        r = 0;
+adapt:
+        atomic_store_explicit(&rb->space_spin_budget,
+                              adapted_budget(atomic_load_explicit(&rb->space_spin_budget, memory_order_relaxed),
+                                             now_ns(CLOCK_MONOTONIC) - start),
+                              memory_order_relaxed);
+        return r;
 }
 
 int ringbuf_pushv(RingBuf *rb, const struct iovec *iov, size_t n_iov, int64_t timeout_ns) {
@@ -511,14 +564,8 @@ static bool spin_for_data(RingBuf *rb, uint64_t start, uint64_t deadline) {
         }
 }
 
-/* Adapts the spin budget to how long the wait for data really took: if a longer spin (up to
- * the cap) would have caught it, spin that long next time; if the peer was slower than the
- * cap, sleeping was right, and the budget shrinks. */
 static void adapt_spin(RingBuf *rb, uint64_t waited) {
-        if (waited <= SPIN_MAX_NS)
-                rb->spin_budget = (uint32_t) MIN(SPIN_MAX_NS, MAX((uint64_t) rb->spin_budget, 2 * waited));
-        else
-                rb->spin_budget = (uint32_t) MAX(SPIN_MIN_NS, rb->spin_budget / 2);
+        rb->spin_budget = adapted_budget(rb->spin_budget, waited);
 }
 
 int ringbuf_wait(RingBuf *rb, int64_t timeout_ns) {

@@ -38,6 +38,9 @@ typedef struct RingBuf {
         uint64_t published_tail; /* consumer only: tail as last stored to the shared header */
         uint64_t cached_tail;   /* producer only: tail as last loaded (re-read when short) */
         uint32_t spin_budget;   /* consumer only: adaptive spin before sleeping, in ns */
+        /* producers: adaptive spin before sleeping for space, in ns; threads sharing this
+         * producer update it without the lock, hence atomic (relaxed: it is only a hint) */
+        _Atomic uint32_t space_spin_budget;
         bool space_owed;        /* consumer only: a v1 producer may still wait for space */
 } RingBuf;
 
