@@ -60,6 +60,14 @@ static const Result *find_any(const Run *run, const Transport *t, Workload wl, s
         return NULL;
 }
 
+/* The cell of a figure without a result: a measurement that did not run or failed, or a size
+ * this run did not select (--sizes). */
+static const char *not_measured(const Result *x) {
+        if (!x)
+                return "–";
+        return x->skipped ? "not run" : "failed";
+}
+
 static double median(const Result *r, size_t field) {
         return r ? stats_summary(&r->rep, field).median : NAN;
 }
@@ -267,7 +275,7 @@ static void latency_table(Out *o, const Run *run, bool cold) {
                         const Result *r = find(run, t, WL_LATENCY, run->lat_sizes[k], cold);
                         if (!r) {
                                 const Result *x = find_any(run, t, WL_LATENCY, run->lat_sizes[k], cold);
-                                md(o, " %s | | |", x && x->skipped ? "not run" : "failed");
+                                md(o, " %s | | |", not_measured(x));
                                 continue;
                         }
                         Summary s50 = stats_summary(&r->rep, LAT(p50)), s99 = stats_summary(&r->rep, LAT(p99)),
@@ -336,7 +344,7 @@ static void stream_tables(Out *o, const Run *run) {
                                 const Result *r = find(run, t, WL_STREAM, run->stream_sizes[k], false);
                                 if (!r) {
                                         const Result *x = find_any(run, t, WL_STREAM, run->stream_sizes[k], false);
-                                        md(o, " %s |", x && x->skipped ? "not run" : "failed");
+                                        md(o, " %s |", not_measured(x));
                                         continue;
                                 }
                                 Summary s = stats_summary(&r->rep, pass == 0 ? LAT(msgs_per_s) : LAT(bytes_per_s));
