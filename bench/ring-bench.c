@@ -357,7 +357,8 @@ static void plan(Run *run) {
 
 static bool wants(const Transport *only1, const Transport *only2) {
         for (size_t i = 0; i < sizeof(transports) / sizeof(transports[0]); i++)
-                if ((transports[i] == only1 || transports[i] == only2) && selected(transports[i]))
+                if ((transports[i] == only1 || transports[i] == only2) && selected(transports[i]) &&
+                    !(transports[i]->flags & T_NOT_BUILT))
                         return true;
         return false;
 }

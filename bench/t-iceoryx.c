@@ -15,13 +15,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
+#if HAVE_ICEORYX
 #include <iceoryx_binding_c/log.h>
 #include <iceoryx_binding_c/publisher.h>
 #include <iceoryx_binding_c/runtime.h>
 #include <iceoryx_binding_c/subscriber.h>
 #include <iceoryx_binding_c/wait_set.h>
-
-#include "bench.h"
 
 #define IOX_SERVICE "RingBench"
 #define IOX_MAX_QUEUE 256
@@ -279,3 +280,23 @@ const Transport transport_iox_waitset = {
         .recv_done = irecv_done,
         .close = peer_close,
 };
+#else
+static const char *not_built(const Env *env) {
+        return "ring-bench was built without iceoryx's C binding (install libiceoryx-binding-c-dev, "
+               "then run configure again)";
+}
+
+const Transport transport_iox_poll = {
+        .name = "iceoryx-poll",
+        .label = "iceoryx 2.0, polling",
+        .flags = T_LATENCY | T_STREAM | T_NOT_BUILT,
+        .unavailable = not_built,
+};
+
+const Transport transport_iox_waitset = {
+        .name = "iceoryx-waitset",
+        .label = "iceoryx 2.0, waitset",
+        .flags = T_LATENCY | T_STREAM | T_COLD | T_NOT_BUILT,
+        .unavailable = not_built,
+};
+#endif

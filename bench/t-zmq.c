@@ -8,9 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <zmq.h>
-
 #include "bench.h"
+
+#if HAVE_ZMQ
+#include <zmq.h>
 
 typedef struct ZmqPeer {
         void *ctx, *sock;
@@ -128,3 +129,15 @@ const Transport transport_zmq = {
         .recv = stream_recv,
         .close = peer_close,
 };
+#else
+static const char *not_built(const Env *env) {
+        return "ring-bench was built without libzmq (install libzmq3-dev, then run configure again)";
+}
+
+const Transport transport_zmq = {
+        .name = "zmq-ipc",
+        .label = "ZeroMQ ipc:// (PAIR)",
+        .flags = T_LATENCY | T_STREAM | T_COLD | T_NOT_BUILT,
+        .unavailable = not_built,
+};
+#endif
