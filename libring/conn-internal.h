@@ -65,12 +65,19 @@ enum {
         WAITER_WAKE,                    /* a hint: the reader left, try to become reader */
 };
 
+/* How many other parsed schemas with its fingerprint a Schema remembers (schema.c). */
+#define SCHEMA_MATCHED_MAX 4
+
 /* A schema as libring keeps it: parsed, fingerprinted, with a value class for avro-c values. */
 typedef struct Schema {
         avro_schema_t schema;
         avro_value_iface_t *iface;
         uint64_t fp;
         char *json;
+        /* Other avro_schema_t objects whose values were checked and found to have fp, each
+         * holding a reference; NULL after the last one. Each slot is written once, by any
+         * thread (schema.c, remember()). */
+        _Atomic(avro_schema_t) matched[SCHEMA_MATCHED_MAX];
 } Schema;
 
 /* A ring in a segment that the broker made (channel or function arena). */
@@ -157,9 +164,13 @@ int error_from_status(int32_t status, Text message);
 /* ---- schema.c ---- */
 int schema_parse(const char *json, Schema *ret);
 void schema_done(Schema *s);
-/* Encodes value (of schema s, checked) into buf; returns the length. */
-int schema_encode_value(const Schema *s, const avro_value_t *value, uint8_t *buf, size_t size);
-int schema_decode_value(const Schema *s, const void *data, size_t len, avro_value_t *value);
+/* 0 if value is an avro-c value of schema s (by fingerprint); -EPROTO with a message if its
+ * schema differs, -EINVAL if it is no value. Thread-safe: a Schema may be shared by threads. */
+int schema_check_value(Schema *s, const avro_value_t *value);
+/* Encodes value (of schema s, checked) into buf; returns the length, -EMSGSIZE if it needs
+ * more than size bytes. */
+int schema_encode_value(Schema *s, const avro_value_t *value, uint8_t *buf, size_t size);
+int schema_decode_value(Schema *s, const void *data, size_t len, avro_value_t *value);
 
 /* ---- conn.c ---- */
 int64_t conn_next_correlation(ring_conn *c);

@@ -2,7 +2,8 @@
 /*
  * Publishing (ring_pub_*). A publisher is the producer of its channel's arena. Sending frames
  * the message with two iovecs (header, body): the raw path copies the caller's bytes straight
- * into shared memory and allocates nothing. After a broker restart the supervisor publishes
+ * into shared memory and allocates nothing; the value path first encodes into a buffer kept
+ * between sends. After a broker restart the supervisor publishes
  * the channel again and offers the new arena (arena.c); the sending thread switches at its
  * next send, so the hot path needs no lock.
  */
@@ -25,7 +26,7 @@ struct ring_pub {
         Schema schema;
         uint64_t channel_id;
         ArenaSlot arena;
-        uint8_t *value_buf;             /* encode buffer for avro-c values */
+        uint8_t *value_buf;             /* encode buffer for avro-c values, kept between sends */
         size_t value_buf_size;
 };
 
@@ -141,25 +142,46 @@ RING_EXPORT int ring_pub_send_raw(ring_pub *p, const void *avro_bytes, size_t le
         return r;
 }
 
+/* Makes value_buf hold at least need bytes; it grows at least twofold, so that a stream of
+ * slowly growing values reallocates (and sizes a value twice) only now and then. */
+static int grow_value_buf(ring_pub *p, size_t need) {
+        size_t size = MAX(need, p->value_buf_size * 2);
+        uint8_t *grown;
+
+        grown = realloc(p->value_buf, size);
+        if (!grown)
+                return -ENOMEM;
+        p->value_buf = grown;
+        p->value_buf_size = size;
+        return 0;
+}
+
 RING_EXPORT int ring_pub_send(ring_pub *p, const struct avro_value *value, int timeout_ms) {
         size_t need;
-        int n;
+        int n, r;
 
         if (!p || !value)
                 return -EINVAL;
-        if (avro_value_sizeof((avro_value_t *) value, &need) != 0)
-                return -EINVAL;
-        if (need > p->value_buf_size) {
-                uint8_t *grown = realloc(p->value_buf, need);
-                if (!grown)
-                        return -ENOMEM;
-                p->value_buf = grown;
-                p->value_buf_size = need;
-        }
+        /* Straight into the buffer of earlier messages; only a value that does not fit is
+         * sized (one more walk over it) before the buffer grows. */
         n = schema_encode_value(&p->schema, value, p->value_buf, p->value_buf_size);
+        if (n == -EMSGSIZE) {
+                if (avro_value_sizeof((avro_value_t *) value, &need) != 0)
+                        return -EINVAL;
+                r = grow_value_buf(p, need);
+                if (r < 0)
+                        return r;
+                n = schema_encode_value(&p->schema, value, p->value_buf, p->value_buf_size);
+        }
         if (n < 0)
                 return n;
         return ring_pub_send_raw(p, p->value_buf, (size_t) n, timeout_ms);
+}
+
+RING_EXPORT int ring_pub_new_value(ring_pub *p, struct avro_value *value) {
+        if (!p || !value)
+                return -EINVAL;
+        return avro_generic_value_new(p->schema.iface, value) == 0 ? 0 : -ENOMEM;
 }
 
 RING_EXPORT uint64_t ring_pub_fingerprint(const ring_pub *p) {

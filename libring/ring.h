@@ -93,6 +93,9 @@ int ring_pub_open(ring_conn *conn, const char *channel, const char *schema_json,
  * or -EAGAIN with 0). Nothing is ever dropped silently. */
 int ring_pub_send(ring_pub *pub, const struct avro_value *value, int timeout_ms);
 int ring_pub_send_raw(ring_pub *pub, const void *avro_bytes, size_t len, int timeout_ms);
+/* Initialises value as a fresh avro-c value of the channel's schema, the cheapest kind to send;
+ * the caller frees it with avro_value_decref(). Since LIBRING_0.2. */
+int ring_pub_new_value(ring_pub *pub, struct avro_value *value);
 /* The fingerprint of the channel's schema. */
 uint64_t ring_pub_fingerprint(const ring_pub *pub);
 void ring_pub_close(ring_pub *pub);

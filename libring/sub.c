@@ -269,6 +269,10 @@ RING_EXPORT int ring_sub_recv(ring_sub *s, struct avro_value *value, int timeout
 
         if (!s || !value)
                 return -EINVAL;
+        /* Before a message is taken, so that a value of another schema loses none. */
+        n = schema_check_value(&s->schema, value);
+        if (n < 0)
+                return n;
         n = ring_sub_recv_raw(s, s->buf, s->buf_size, timeout_ms);
         if (n < 0)
                 return n;
