@@ -83,6 +83,13 @@ int segment_open(Segment *ret, const char *name, size_t min_size, size_t max_siz
         return 0;
 }
 
+void segment_close_fd(Segment *s) {
+        if (s && s->fd >= 0) {
+                close(s->fd);
+                s->fd = -1;
+        }
+}
+
 void segment_done(Segment *s) {
         if (!s)
                 return;

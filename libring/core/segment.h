@@ -15,7 +15,7 @@
 
 typedef struct Segment {
         char name[NAMES_SEGMENT_MAX];
-        int fd;                 /* kept open (O_CLOEXEC) for fstat(); -1 when unset */
+        int fd;                 /* O_CLOEXEC, open until segment_close_fd(); -1 when unset or closed */
         uint8_t *base;
         size_t size;
 } Segment;
@@ -28,6 +28,10 @@ int segment_create(Segment *ret, const char *name, size_t size, mode_t mode);
 /* Opens and maps an existing segment read-write. -ENOENT if missing, -EBADMSG if its size is
  * outside [min_size, max_size]. */
 int segment_open(Segment *ret, const char *name, size_t min_size, size_t max_size);
+/* Closes the descriptor and keeps the mapping, for owners that need no fstat(), fchown() or
+ * flock() after set-up: a process holding many segments would otherwise hold as many
+ * descriptors. The mapping alone keeps the file's memory (and its inode number) alive. */
+void segment_close_fd(Segment *s);
 /* Unmaps and closes; safe on SEGMENT_NULL and on a half-built segment. Does not unlink. */
 void segment_done(Segment *s);
 /* shm_unlink with negative errno; -ENOENT if it was already gone. */

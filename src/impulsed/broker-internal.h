@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -41,6 +42,9 @@ struct Broker {
         uint64_t malformed_records;
         uint64_t last_hostile_log_ns;   /* rate limit for warnings about garbage */
         uint64_t hostile_suppressed;
+        uint64_t last_resource_log_ns;  /* rate limit for errors about our own fds and memory */
+        uint64_t resource_suppressed;
+        int spare_fd;                   /* held in reserve: see broker_spare_fd_release() */
         void (*counts_changed)(Broker *b, void *userdata);
         void *counts_userdata;
         mode_t segment_mode;
@@ -55,3 +59,18 @@ void broker_counts_changed(Broker *b);
 int broker_create_arena(Broker *b, const char *name, uint32_t capacity, Segment *ret);
 /* Logs a warning about a hostile or malformed input, rate-limited across all clients. */
 void broker_warn_hostile(Broker *b, const Client *c, const char *what, int error);
+
+/* EMFILE, ENFILE, ENOMEM: the broker is short of its own resources. Such a failure is never
+ * the fault of the client whose request met it, and the answer is INTERNAL, not DENIED. */
+static inline bool broker_is_resource_error(int r) {
+        return r == -EMFILE || r == -ENFILE || r == -ENOMEM;
+}
+/* Logs a resource error once, as the broker's own error: `what` says what failed and what
+ * happens next, the entry adds what an admin can do. Rate-limited apart from hostile input,
+ * so that neither hides the other. */
+void broker_log_resource(Broker *b, const Client *c, const char *what, int error);
+/* The broker holds one descriptor in reserve. Out of descriptors, releasing it lets the broker
+ * open a client's reply segment once more, only to answer INTERNAL instead of nothing;
+ * broker_spare_fd_restore() takes it back right after (the mapping needs no descriptor). */
+void broker_spare_fd_release(Broker *b);
+void broker_spare_fd_restore(Broker *b);

@@ -6,12 +6,14 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +29,8 @@
 #define DRAIN_BATCH 256
 /* At most one warning about garbage per this interval; the rest are counted. */
 #define HOSTILE_LOG_INTERVAL_NS (1 * NSEC_PER_SEC)
+/* Likewise for the broker's own resource errors (clients retrying at a limit). */
+#define RESOURCE_LOG_INTERVAL_NS (1 * NSEC_PER_SEC)
 
 int broker_new(Broker **ret, sd_event *event, const BrokerConfig *config) {
         Broker *b;
@@ -40,6 +44,7 @@ int broker_new(Broker **ret, sd_event *event, const BrokerConfig *config) {
         b->event = sd_event_ref(event);
         b->config = *config;
         b->control = SEGMENT_NULL;
+        b->spare_fd = -1;
         if (!b->config.arena_capacity)
                 b->config.arena_capacity = BROKER_DEFAULT_ARENA_CAPACITY;
         if (!b->config.max_arena_capacity)
@@ -57,6 +62,11 @@ int broker_new(Broker **ret, sd_event *event, const BrokerConfig *config) {
                 r = keys_new(&b->keys, event, config->key_cost);
         if (r >= 0)
                 r = reaper_new(&b->reaper, b);
+        if (r >= 0) {
+                b->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                if (b->spare_fd < 0)
+                        r = negative_errno();
+        }
         if (r >= 0) {
                 b->record = malloc(BROKER_SUBMISSION_CAPACITY);
                 b->reply = malloc(BROKER_REPLY_MAX);
@@ -228,6 +238,9 @@ int broker_create_arena(Broker *b, const char *name, uint32_t capacity, Segment 
                 segment_done(&s);
                 return r;
         }
+        /* Like reply segments, arenas need only their mapping from here on: a client's channels
+         * and functions cost the broker no descriptor. */
+        segment_close_fd(&s);
         *ret = s;
         return 0;
 }
@@ -412,6 +425,7 @@ Broker *broker_free(Broker *b) {
         }
         b->registry = registry_free(b->registry);
         b->reaper = reaper_free(b->reaper);
+        closep(&b->spare_fd);
         free(b->record);
         free(b->reply);
         sd_event_unref(b->event);
@@ -444,6 +458,44 @@ void broker_warn_hostile(Broker *b, const Client *c, const char *what, int error
                  error ? "" : "", b->hostile_suppressed);
         b->last_hostile_log_ns = now;
         b->hostile_suppressed = 0;
+}
+
+void broker_log_resource(Broker *b, const Client *c, const char *what, int error) {
+        uint64_t now = now_ns(CLOCK_MONOTONIC);
+        LogContext ctx = { 0 };
+        char hint[128];
+        struct rlimit rl;
+
+        if (b->last_resource_log_ns && now - b->last_resource_log_ns < RESOURCE_LOG_INTERVAL_NS) {
+                b->resource_suppressed++;
+                return;
+        }
+        if (error == -EMFILE && getrlimit(RLIMIT_NOFILE, &rl) == 0)
+                snprintf(hint, sizeof(hint), "the broker is at its limit of %llu open files, one per "
+                         "client with a pid (LimitNOFILE= of its unit)",
+                         (unsigned long long) rl.rlim_cur);
+        else if (error == -ENFILE)
+                snprintf(hint, sizeof(hint), "the system is out of open files (fs.file-max)");
+        else
+                snprintf(hint, sizeof(hint), "the broker is out of memory");
+        if (c)
+                ctx = (LogContext) { .app = c->app_name, .client_id = c->id, .pid = c->pid,
+                                     .unit = c->unit };
+        log_full(LOG_ERR, error, __FILE__, __LINE__, __func__, LOG_MESSAGE_OUT_OF_RESOURCES, &ctx,
+                 "%s: %s (%" PRIu64 " similar errors suppressed)", what, hint, b->resource_suppressed);
+        b->last_resource_log_ns = now;
+        b->resource_suppressed = 0;
+}
+
+void broker_spare_fd_release(Broker *b) {
+        closep(&b->spare_fd);
+        b->spare_fd = -1;
+}
+
+void broker_spare_fd_restore(Broker *b) {
+        /* Fails only while the broker is still out of descriptors: tried again next time. */
+        if (b->spare_fd < 0)
+                b->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 const Registry *broker_registry(const Broker *b) {

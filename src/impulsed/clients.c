@@ -66,9 +66,16 @@ int clients_open_reply(Broker *b, Client *c, const char *name, pid_t pid) {
         r = segment_open(&c->reply_seg, name, REPLY_SEGMENT_MIN, REPLY_SEGMENT_MAX);
         if (r < 0)
                 return r;
-        if (fstat(c->reply_seg.fd, &st) < 0)
-                return negative_errno();
+        r = fstat(c->reply_seg.fd, &st) < 0 ? negative_errno() : 0;
+        /* Nothing needs the descriptor after this: replies go through the mapping, which keeps
+         * the file alive; the reaper recognises the file by dev/ino. Closed now, a client costs
+         * one descriptor (its pidfd), and the checks below can reuse this one. */
+        segment_close_fd(&c->reply_seg);
+        if (r < 0)
+                goto fail;
         c->uid = st.st_uid;
+        c->reply_dev = st.st_dev;
+        c->reply_ino = st.st_ino;
 
         /* The pid must be a live process of the user who owns the segment: otherwise anyone
          * could register another user's segment (or pid) and have replies or reaping aimed at
@@ -76,15 +83,22 @@ int clients_open_reply(Broker *b, Client *c, const char *name, pid_t pid) {
         if (pid > 0) {
                 r = read_proc_uids(pid, &ruid, &euid);
                 if (r < 0)
-                        return r;
-                if (ruid != st.st_uid && euid != st.st_uid)
-                        return -EPERM;
+                        goto fail;
+                if (ruid != st.st_uid && euid != st.st_uid) {
+                        r = -EPERM;
+                        goto fail;
+                }
         }
 
         r = sigbus_run(attach_guarded, &args);
-        if (r < 0)
-                return r == -EFAULT ? -EBADMSG : r;
+        if (r < 0) {
+                r = r == -EFAULT ? -EBADMSG : r;
+                goto fail;
+        }
         return 0;
+fail:
+        segment_done(&c->reply_seg);
+        return r;
 }
 
 typedef struct SendArgs {

@@ -12,9 +12,12 @@
 
 #include "broker-internal.h"
 
-/* Opens and checks the reply segment c->reply_seg.name names; fills c->reply_seg, c->reply
- * and c->uid. With pid > 0 the process must exist and run as the segment's owner.
- * -EINVAL bad name, -ENOENT missing, -EBADMSG not a ring, -EPERM owner mismatch, -ESRCH no pid. */
+/* Opens, maps and checks the reply segment `name`; fills c->reply_seg (mapped, its descriptor
+ * already closed), c->reply, c->uid, c->reply_dev and c->reply_ino. With pid > 0 the process
+ * must exist and run as the segment's owner. On failure c->reply_seg is SEGMENT_NULL.
+ * The client's doing: -EINVAL bad name, -ENOENT missing, -EBADMSG not a ring, -EPERM owner
+ * mismatch, -ESRCH no pid. The broker's (broker_is_resource_error()): -EMFILE, -ENFILE,
+ * -ENOMEM. */
 int clients_open_reply(Broker *b, Client *c, const char *name, pid_t pid);
 /* Sends m to c without waiting. 0 sent, -EAGAIN dropped (ring full, counted and logged),
  * -EFAULT the segment was truncated under us (the caller reaps the client), other negative

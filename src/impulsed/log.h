@@ -26,6 +26,7 @@ typedef struct LogContext {
 #define LOG_MESSAGE_CLIENT_REAPED "5b1f0c6c2a9e4d7f8e3a1b2c3d4e5f61"
 #define LOG_MESSAGE_KEY_RATE_LIMITED "5b1f0c6c2a9e4d7f8e3a1b2c3d4e5f62"
 #define LOG_MESSAGE_HOSTILE_INPUT "5b1f0c6c2a9e4d7f8e3a1b2c3d4e5f63"
+#define LOG_MESSAGE_OUT_OF_RESOURCES "5b1f0c6c2a9e4d7f8e3a1b2c3d4e5f64"
 
 /* Chooses journald or stderr; call once at start. */
 void log_open(void);

@@ -179,8 +179,8 @@ static void on_counts_changed(Broker *b, void *userdata) {
         (void) notify_status(registry_n_clients(r), registry_n_channels(r), registry_n_functions(r));
 }
 
-/* Each client costs the broker two descriptors (its reply segment and its pidfd): take the
- * whole hard limit the service manager allows instead of the 1024 soft default. */
+/* Each client with a pid costs the broker a descriptor (its pidfd; segments are only mapped):
+ * take the whole hard limit the service manager allows instead of the 1024 soft default. */
 static void raise_fd_limit(void) {
         struct rlimit rl;
 

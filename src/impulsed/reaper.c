@@ -195,19 +195,20 @@ static int collect_functions(Function *f, void *userdata) {
         return 0;
 }
 
-/* Unlinks the client's reply segment if the name still refers to the file it registered.
+/* Unlinks the client's reply segment if the name still refers to the file it registered (by
+ * the dev/ino recorded then: our mapping keeps that file, and so its inode number, alive).
  * True if it is gone (removed now, or already). */
 static bool unlink_reply_segment(const Client *c) {
         char path[sizeof("/dev/shm") + NAMES_SEGMENT_MAX];
-        struct stat now, registered;
+        struct stat now;
         int r;
 
         snprintf(path, sizeof(path), "/dev/shm%s", c->reply_seg.name);
-        if (c->reply_seg.fd < 0 || fstat(c->reply_seg.fd, &registered) < 0)
+        if (!c->reply_seg.base)
                 return false;
         if (lstat(path, &now) < 0)
                 return errno == ENOENT;
-        if (now.st_dev != registered.st_dev || now.st_ino != registered.st_ino)
+        if (now.st_dev != c->reply_dev || now.st_ino != c->reply_ino)
                 return true;    /* someone else's file took the name: not ours to remove */
         r = segment_unlink(c->reply_seg.name);
         if (r < 0 && r != -ENOENT) {
@@ -506,7 +507,13 @@ int reaper_watch(Reaper *r, Client *c) {
                 k = sd_event_add_io(r->broker->event, &w->pidfd_source, w->pidfd, EPOLLIN, on_pidfd, w);
                 if (k < 0)
                         goto fail;
-                if (read_cgroup(c->pid, &c->cgroup) >= 0) {
+                /* No cgroup (no cgroup2, a process gone meanwhile) only costs unit-based
+                 * reaping; our own lack of descriptors or memory fails the registration rather
+                 * than silently registering a client whose unit is unknown. */
+                k = read_cgroup(c->pid, &c->cgroup);
+                if (broker_is_resource_error(k))
+                        goto fail;
+                if (k >= 0) {
                         c->unit = unit_from_cgroup(c->cgroup);
                         w->cgroup = cgroup_watch_ref(r, c->cgroup);
                 }

@@ -20,7 +20,8 @@ int reaper_new(Reaper **ret, Broker *b);
 Reaper *reaper_free(Reaper *r);
 
 /* Starts watching a newly registered client: opens its pidfd (verifying it is alive), reads
- * its cgroup and unit, arms heartbeat expiry. -ESRCH if the pid is not running. */
+ * its cgroup and unit, arms heartbeat expiry. -ESRCH if the pid is not running; -EMFILE,
+ * -ENFILE, -ENOMEM when the broker is short of descriptors or memory. */
 int reaper_watch(Reaper *r, Client *c);
 /* Forgets the client's watches (before it is freed). */
 void reaper_unwatch(Reaper *r, Client *c);

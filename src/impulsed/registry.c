@@ -2,17 +2,40 @@
 /*
  * The broker's tables (registry.h). Balanced trees from <search.h> give O(log n) lookups by id
  * and by name, which keeps Register/Subscribe/Lookup flat up to tens of thousands of clients,
- * and in-order walks for the admin view. Only bookkeeping lives here: no I/O, no policy.
+ * and in-order walks for the admin view; clients are also indexed by reply segment name in a
+ * hash table (SegmentIndex). Only bookkeeping lives here: no I/O, no policy.
  */
+#include <assert.h>
 #include <errno.h>
 #include <search.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "macro.h"
 #include "registry.h"
 
+#define SEGMENT_INDEX_MIN_SLOTS 64
+
+typedef struct SegmentSlot {
+        Client *client;                 /* NULL: free */
+        uint64_t hash;                  /* of client->reply_seg.name, so probes and moves skip strcmp */
+} SegmentSlot;
+
+/* Clients by reply segment name: open addressing with linear probing, at most 3/4 full (so
+ * every probe run ends at a free slot), deletion by backward shift (no tombstones). The
+ * hash is SipHash-2-4 under a random key: clients choose their segment names and must not be
+ * able to pile them into one probe run. */
+typedef struct SegmentIndex {
+        SegmentSlot *slots;
+        size_t mask;                    /* slot count - 1, a power of two; 0 while slots is NULL */
+        size_t n;
+        unsigned char key[crypto_shorthash_KEYBYTES];
+} SegmentIndex;
+
 struct Registry {
+        SegmentIndex by_segment;        /* Client*, by reply segment name */
         void *clients;                  /* Client*, by id */
         void *channels;                 /* Channel*, by id */
         void *channels_by_name;         /* Channel*, by name */
@@ -46,14 +69,93 @@ static int cmp_function_name(const void *a, const void *b) {
         return strcmp(((const Function *) a)->name, ((const Function *) b)->name);
 }
 
+static uint64_t segment_hash(const SegmentIndex *x, const char *name) {
+        unsigned char out[crypto_shorthash_BYTES];
+        uint64_t h;
+
+        crypto_shorthash(out, (const unsigned char *) name, strlen(name), x->key);
+        memcpy(&h, out, sizeof(h));
+        return h;
+}
+
+static SegmentSlot *segment_find(const SegmentIndex *x, const char *name, uint64_t hash) {
+        if (!x->slots)
+                return NULL;
+        for (size_t i = hash & x->mask;; i = (i + 1) & x->mask) {
+                SegmentSlot *s = &x->slots[i];
+
+                if (!s->client)
+                        return NULL;
+                if (s->hash == hash && strcmp(s->client->reply_seg.name, name) == 0)
+                        return s;
+        }
+}
+
+static void segment_place(SegmentSlot *slots, size_t mask, Client *c, uint64_t hash) {
+        size_t i = hash & mask;
+
+        while (slots[i].client)
+                i = (i + 1) & mask;
+        slots[i] = (SegmentSlot) { .client = c, .hash = hash };
+}
+
+static int segment_insert(SegmentIndex *x, Client *c) {
+        uint64_t hash = segment_hash(x, c->reply_seg.name);
+
+        if (segment_find(x, c->reply_seg.name, hash))
+                return -EEXIST;
+        if (!x->slots || 4 * (x->n + 1) > 3 * (x->mask + 1)) {
+                size_t size = x->slots ? 2 * (x->mask + 1) : SEGMENT_INDEX_MIN_SLOTS;
+                SegmentSlot *slots = calloc(size, sizeof(*slots));
+
+                if (!slots)
+                        return -ENOMEM;
+                for (size_t i = 0; x->slots && i <= x->mask; i++)
+                        if (x->slots[i].client)
+                                segment_place(slots, size - 1, x->slots[i].client, x->slots[i].hash);
+                free(x->slots);
+                x->slots = slots;
+                x->mask = size - 1;
+        }
+        segment_place(x->slots, x->mask, c, hash);
+        x->n++;
+        return 0;
+}
+
+static void segment_erase(SegmentIndex *x, const Client *c) {
+        SegmentSlot *s = segment_find(x, c->reply_seg.name, segment_hash(x, c->reply_seg.name));
+        size_t hole, j;
+
+        /* Names are unique in the index and every registered client is in it. */
+        assert(s && s->client == c);
+        hole = j = (size_t) (s - x->slots);
+        /* Close the hole: a later member of the probe run moves into it unless the hole lies
+         * before that member's home slot (then lookups starting at home would miss it). */
+        for (;;) {
+                j = (j + 1) & x->mask;
+                if (!x->slots[j].client)
+                        break;
+                if (((j - (x->slots[j].hash & x->mask)) & x->mask) >= ((j - hole) & x->mask)) {
+                        x->slots[hole] = x->slots[j];
+                        hole = j;
+                }
+        }
+        x->slots[hole] = (SegmentSlot) {};
+        x->n--;
+}
+
 int registry_new(Registry **ret) {
         Registry *r;
 
         if (!ret)
                 return -EINVAL;
+        /* Idempotent and thread-safe; seeds the generator behind the index key. */
+        if (sodium_init() < 0)
+                return -EIO;
         r = calloc(1, sizeof(*r));
         if (!r)
                 return -ENOMEM;
+        crypto_shorthash_keygen(r->by_segment.key);
         *ret = r;
         return 0;
 }
@@ -82,6 +184,7 @@ Registry *registry_free(Registry *r) {
         tdestroy(r->channels, free_channel_node);
         tdestroy(r->functions, free_function_node);
         tdestroy(r->clients, free_client_node);
+        free(r->by_segment.slots);
         free(r);
         return NULL;
 }
@@ -121,12 +224,19 @@ static void *find(void *const *root, const void *key, int (*cmp)(const void *, c
 }
 
 int registry_add_client(Registry *r, Client *c) {
-        if (!r || !c || c->id == 0)
+        int k;
+
+        if (!r || !c || c->id == 0 || !c->reply_seg.name[0])
                 return -EINVAL;
         if (find(&r->clients, c, cmp_client_id))
                 return -EEXIST;
-        if (insert(&r->clients, c, cmp_client_id) < 0)
+        k = segment_insert(&r->by_segment, c);
+        if (k < 0)
+                return k;
+        if (insert(&r->clients, c, cmp_client_id) < 0) {
+                segment_erase(&r->by_segment, c);
                 return -ENOMEM;
+        }
         r->n_clients++;
         return 0;
 }
@@ -174,6 +284,15 @@ Client *registry_client(const Registry *r, uint64_t id) {
         return find(&r->clients, &key, cmp_client_id);
 }
 
+Client *registry_client_by_reply_segment(const Registry *r, const char *name) {
+        SegmentSlot *s;
+
+        if (!name)
+                return NULL;
+        s = segment_find(&r->by_segment, name, segment_hash(&r->by_segment, name));
+        return s ? s->client : NULL;
+}
+
 Channel *registry_channel(const Registry *r, uint64_t id) {
         Channel key = { .id = id };
         return find(&r->channels, &key, cmp_channel_id);
@@ -195,6 +314,7 @@ Client *registry_remove_client(Registry *r, uint64_t id) {
         if (!c)
                 return NULL;
         tdelete(c, &r->clients, cmp_client_id);
+        segment_erase(&r->by_segment, c);
         r->n_clients--;
         return c;
 }

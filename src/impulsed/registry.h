@@ -23,7 +23,9 @@ typedef struct Client {
         pid_t pid;                      /* 0: an older v1 client that did not send its pid */
         uid_t uid;                      /* owner of its reply segment */
         uint64_t nonce;
-        Segment reply_seg;
+        Segment reply_seg;              /* mapped; its fd is closed once checked (fd -1) */
+        dev_t reply_dev;                /* the reply segment's file, for the reaper's check that */
+        ino_t reply_ino;                /* its name still means that file (mapped: kept alive) */
         RingBuf reply;                  /* producer handle into the client's reply ring */
         int64_t heartbeat_ms;
         uint64_t last_seen_ns;          /* CLOCK_MONOTONIC of the last record from it */
@@ -69,12 +71,16 @@ uint64_t registry_next_channel_id(Registry *r);
 uint64_t registry_next_function_id(Registry *r);
 
 /* Adding takes ownership of the object (allocated by the caller with calloc; strings
- * malloc'd). -EEXIST if its id, or for channels/functions its name, is already present. */
+ * malloc'd). -EEXIST if its id, for a client its reply segment name, for channels/functions
+ * their name, is already present. */
 int registry_add_client(Registry *r, Client *c);
 int registry_add_channel(Registry *r, Channel *ch);
 int registry_add_function(Registry *r, Function *f);
 
 Client *registry_client(const Registry *r, uint64_t id);
+/* The client registered with this reply segment name, or NULL: a hash lookup, so Register's
+ * one-registration-per-segment check costs the same with 1 or 10,000 clients. */
+Client *registry_client_by_reply_segment(const Registry *r, const char *name);
 Channel *registry_channel(const Registry *r, uint64_t id);
 Channel *registry_channel_by_name(const Registry *r, const char *name);
 Function *registry_function_by_name(const Registry *r, const char *name);

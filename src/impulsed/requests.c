@@ -86,6 +86,21 @@ static const char *msgf(const char *fmt, ...) {
         return buf;
 }
 
+/* The reply message for a failure of the broker's own resources (broker_is_resource_error()). */
+static const char *resource_message(int error) {
+        return error == -EMFILE ? "the broker has run out of file descriptors; try again later" :
+               error == -ENFILE ? "the system has run out of file descriptors; try again later" :
+                                  "the broker is out of memory; try again later";
+}
+
+/* Logs a failure of the broker's own resources met while serving c (what failed; the client
+ * is answered INTERNAL by the caller) and returns the message for that reply. */
+static const char *resource_refusal(Broker *b, const Client *c, const char *what, int error) {
+        broker_log_resource(b, c, msgf("%s for client %" PRIu64 "; answered INTERNAL", what, c->id),
+                            error);
+        return resource_message(error);
+}
+
 /* Sends a reply; a client whose segment vanished under us is reaped (do not use c after). */
 static void send_reply(Broker *b, Client *c, const ControlMsg *m) {
         int r = clients_send(b, c, m);
@@ -138,22 +153,21 @@ static bool owner_alive(Broker *b, uint64_t owner_id) {
 
 /* ---- Register ---- */
 
-static int find_client_by_segment(Client *c, void *userdata) {
-        Client **match = userdata;
-
-        if (strcmp(c->reply_seg.name, (*match)->reply_seg.name) == 0 && c != *match) {
-                *match = c;
-                return -EEXIST;
-        }
-        return 0;
-}
-
 static void reply_register(Broker *b, Client *c, int64_t corr, uint64_t id, int status, const char *msg) {
         ControlMsg m = { .type = CONTROL_REGISTER_REPLY };
 
         m.register_reply = (ControlRegisterReply) { .correlation_id = corr, .client_id = (int64_t) id,
                                                     .status = status, .message = text_from_cstr(msg) };
         send_reply(b, c, &m);
+}
+
+/* The broker is short of descriptors or memory, the registering client (ring mapped and
+ * checked, not registered) is not at fault: say so in the log and to the client, which
+ * would otherwise wait for its timeout. */
+static void refuse_register(Broker *b, Client *c, pid_t pid, int64_t corr, const char *what, int error) {
+        broker_log_resource(b, NULL, msgf("%s for the Register naming reply segment %s (pid %ld); answered "
+                                          "INTERNAL", what, c->reply_seg.name, (long) pid), error);
+        reply_register(b, c, corr, 0, CONTROL_STATUS_INTERNAL, resource_message(error));
 }
 
 static void handle_register(Broker *b, const ControlRegister *req, bool older_form) {
@@ -164,7 +178,13 @@ static void handle_register(Broker *b, const ControlRegister *req, bool older_fo
         pid_t pid;
         int r;
 
-        if (text_dup(req->reply_segment, &segment) < 0 || !names_is_client_segment(&b->bus, segment)) {
+        r = text_dup(req->reply_segment, &segment);
+        if (r == -ENOMEM) {
+                broker_log_resource(b, NULL, "Cannot copy the reply segment name of a Register; it gets no "
+                                    "answer", r);
+                return;
+        }
+        if (r < 0 || !names_is_client_segment(&b->bus, segment)) {
                 broker_warn_hostile(b, NULL, msgf("Register with a reply segment name that is not a client "
                                                   "segment of this bus (%.*s)", (int) MIN(req->reply_segment.len, 80),
                                                   req->reply_segment.ptr), 0);
@@ -178,11 +198,31 @@ static void handle_register(Broker *b, const ControlRegister *req, bool older_fo
 
         c = calloc(1, sizeof(*c));
         if (!c) {
-                log_error_errno(-ENOMEM, "Cannot register a client");
+                broker_log_resource(b, NULL, msgf("Cannot register a client with reply segment %s; it gets no "
+                                                  "answer", segment), -ENOMEM);
                 return;
         }
         c->reply_seg = SEGMENT_NULL;
         r = clients_open_reply(b, c, segment, pid);
+        if (broker_is_resource_error(r)) {
+                /* Out of descriptors before its ring was mapped: with the spare one released,
+                 * the ring can be mapped (its descriptor closed again at once) just to say so. */
+                int error = r;
+
+                broker_spare_fd_release(b);
+                r = clients_open_reply(b, c, segment, pid);
+                broker_spare_fd_restore(b);
+                if (r >= 0) {
+                        refuse_register(b, c, pid, req->correlation_id, "Cannot open a reply segment", error);
+                        return;
+                }
+                if (broker_is_resource_error(r)) {
+                        broker_log_resource(b, NULL, msgf("Cannot open reply segment %s (pid %ld) of a Register; "
+                                                          "it gets no answer", segment, (long) pid), r);
+                        return;
+                }
+                /* Otherwise the second attempt got further and found the client at fault. */
+        }
         if (r < 0) {
                 /* Without a verified reply ring there is nobody to answer. */
                 broker_warn_hostile(b, NULL, msgf("Register naming reply segment \"%s\" (pid %ld) refused: %s",
@@ -193,7 +233,12 @@ static void handle_register(Broker *b, const ControlRegister *req, bool older_fo
                 return;
         }
 
-        if (name_dup(req->app_name, APP_NAME_MAX, &app) < 0) {
+        r = name_dup(req->app_name, APP_NAME_MAX, &app);
+        if (r == -ENOMEM) {
+                refuse_register(b, c, pid, req->correlation_id, "Cannot copy the app name", r);
+                return;
+        }
+        if (r < 0) {
                 reply_register(b, c, req->correlation_id, 0, CONTROL_STATUS_DENIED,
                                "app_name must be 1-128 bytes of printable UTF-8");
                 return;
@@ -207,8 +252,8 @@ static void handle_register(Broker *b, const ControlRegister *req, bool older_fo
         /* One registration per reply segment. v1 requests carry no credentials, so a live
          * registration is never replaced (anyone can name a victim's pid and segment); a dead
          * one is reaped first. */
-        other = c;
-        if (registry_foreach_client(b->registry, find_client_by_segment, &other) == -EEXIST) {
+        other = registry_client_by_reply_segment(b->registry, c->reply_seg.name);
+        if (other) {
                 if (!reaper_client_dead(b->reaper, other)) {
                         reply_register(b, c, req->correlation_id, 0, CONTROL_STATUS_EXISTS,
                                        msgf("reply segment %s is already registered by client %" PRIu64,
@@ -231,6 +276,10 @@ static void handle_register(Broker *b, const ControlRegister *req, bool older_fo
         c->last_seen_ns = now_ns(CLOCK_MONOTONIC);
 
         r = reaper_watch(b->reaper, c);
+        if (broker_is_resource_error(r)) {
+                refuse_register(b, c, pid, req->correlation_id, "Cannot watch the client's process", r);
+                return;
+        }
         if (r < 0) {
                 reply_register(b, c, req->correlation_id, 0, CONTROL_STATUS_INTERNAL,
                                msgf("cannot watch pid %ld: %s", (long) pid, strerror(-r)));
@@ -239,8 +288,11 @@ static void handle_register(Broker *b, const ControlRegister *req, bool older_fo
         r = registry_add_client(b->registry, c);
         if (r < 0) {
                 reaper_unwatch(b->reaper, c);
-                reply_register(b, c, req->correlation_id, 0, CONTROL_STATUS_INTERNAL,
-                               msgf("cannot add client: %s", strerror(-r)));
+                if (broker_is_resource_error(r))
+                        refuse_register(b, c, pid, req->correlation_id, "Cannot add a client", r);
+                else
+                        reply_register(b, c, req->correlation_id, 0, CONTROL_STATUS_INTERNAL,
+                                       msgf("cannot add client: %s", strerror(-r)));
                 return;
         }
 
@@ -336,7 +388,8 @@ static void finish_publish(Pending *p, char *hash) {
 
         ch = calloc(1, sizeof(*ch));
         if (!ch || !(ch->name = strdup(p->name)) || !(ch->owner_app = strdup(c->app_name))) {
-                reply_publish(b, c, p->correlation_id, NULL, CONTROL_STATUS_INTERNAL, "out of memory");
+                reply_publish(b, c, p->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
+                              resource_refusal(b, c, "Cannot record a channel", -ENOMEM));
                 return;
         }
         ch->arena = SEGMENT_NULL;
@@ -373,7 +426,10 @@ static void publish_hashed(int r, char *hash, void *userdata) {
         if (r < 0) {
                 if (c)
                         reply_publish(p->broker, c, p->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
-                                      msgf("cannot hash the access key: %s", strerror(-r)));
+                                      broker_is_resource_error(r) ?
+                                              resource_refusal(p->broker, c, "Cannot hash an access key",
+                                                               r) :
+                                              msgf("cannot hash the access key: %s", strerror(-r)));
                 free(hash);
         } else
                 finish_publish(p, hash);
@@ -390,12 +446,23 @@ static void handle_publish(Broker *b, const ControlPublishChannel *req) {
 
         if (!c)
                 return;
-        if (name_dup(req->channel, OBJECT_NAME_MAX, &name) < 0) {
+        r = name_dup(req->channel, OBJECT_NAME_MAX, &name);
+        if (r == -ENOMEM) {
+                reply_publish(b, c, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
+                              resource_refusal(b, c, "Cannot copy a channel name", r));
+                return;
+        }
+        if (r < 0) {
                 reply_publish(b, c, req->correlation_id, NULL, CONTROL_STATUS_DENIED,
                               "channel name must be 1-255 bytes of printable UTF-8");
                 return;
         }
         r = fingerprint_schema_json(req->schema_json.ptr, req->schema_json.len, &fp, NULL, &error);
+        if (r == -ENOMEM) {
+                reply_publish(b, c, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
+                              resource_refusal(b, c, "Cannot parse a channel's schema", r));
+                return;
+        }
         if (r < 0) {
                 reply_publish(b, c, req->correlation_id, NULL, CONTROL_STATUS_SCHEMA_MISMATCH,
                               msgf("the schema of channel \"%s\" is not a valid Avro schema: %s", name,
@@ -423,7 +490,8 @@ static void handle_publish(Broker *b, const ControlPublishChannel *req) {
         }
         p = pending_new(b, CONTROL_PUBLISH_CHANNEL, c->id, req->correlation_id);
         if (!p) {
-                reply_publish(b, c, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL, "out of memory");
+                reply_publish(b, c, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
+                              resource_refusal(b, c, "Cannot queue a PublishChannel", -ENOMEM));
                 return;
         }
         p->name = TAKE_PTR(name);
@@ -436,7 +504,9 @@ static void handle_publish(Broker *b, const ControlPublishChannel *req) {
         r = keys_hash_async(b->keys, req->access_key.ptr, req->access_key.len, publish_hashed, p);
         if (r < 0) {
                 reply_publish(b, c, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
-                              msgf("cannot hash the access key now: %s", strerror(-r)));
+                              broker_is_resource_error(r) ?
+                                      resource_refusal(b, c, "Cannot queue an access key for hashing", r) :
+                                      msgf("cannot hash the access key now: %s", strerror(-r)));
                 pending_free(p);
         }
 }
@@ -477,8 +547,12 @@ static void handle_list_channels(Broker *b, const ControlListChannels *req) {
 
         if (!c)
                 return;
-        if (registry_foreach_channel(b->registry, collect_channel, &l) < 0)
+        if (registry_foreach_channel(b->registry, collect_channel, &l) < 0) {
+                /* v1's ChannelList has no status: an empty list is the only answer left. */
+                broker_log_resource(b, c, msgf("Cannot list the channels for client %" PRIu64 "; it gets an "
+                                               "empty list", c->id), -ENOMEM);
                 l.n = 0;
+        }
         m.channel_list = (ControlChannelList) { .correlation_id = req->correlation_id, .n_channels = l.n,
                                                 .channels = l.items };
         /* v1 cannot say "truncated": send the longest prefix that fits the client's ring. */
@@ -549,6 +623,10 @@ static void subscribe_verified(int r, void *userdata) {
         if (c && !ch)
                 reply_subscribe(b, c, p->correlation_id, NULL, CONTROL_STATUS_NOT_FOUND,
                                 msgf("channel %" PRIu64 " is gone", p->channel_id));
+        else if (c && broker_is_resource_error(r))
+                /* The check failed for want of memory: no verdict on the key. */
+                reply_subscribe(b, c, p->correlation_id, ch, CONTROL_STATUS_INTERNAL,
+                                resource_refusal(b, c, "Cannot check an access key", r));
         else if (c && r != 1) {
                 LogContext ctx = client_log_context(c);
                 ctx.channel = ch->name;
@@ -597,7 +675,8 @@ static void handle_subscribe(Broker *b, const ControlSubscribe *req) {
         }
         p = pending_new(b, CONTROL_SUBSCRIBE, c->id, req->correlation_id);
         if (!p) {
-                reply_subscribe(b, c, req->correlation_id, ch, CONTROL_STATUS_INTERNAL, "out of memory");
+                reply_subscribe(b, c, req->correlation_id, ch, CONTROL_STATUS_INTERNAL,
+                                resource_refusal(b, c, "Cannot queue a Subscribe", -ENOMEM));
                 return;
         }
         p->channel_id = ch->id;
@@ -605,10 +684,13 @@ static void handle_subscribe(Broker *b, const ControlSubscribe *req) {
                               subscribe_verified, p);
         if (r == -EBUSY)
                 r = -ENOBUFS;   /* refused at once: the queue is full, not a wrong key */
-        if (r < 0) {
+        if (broker_is_resource_error(r))
+                reply_subscribe(b, c, req->correlation_id, ch, CONTROL_STATUS_INTERNAL,
+                                resource_refusal(b, c, "Cannot queue an access key check", r));
+        else if (r < 0)
                 reply_subscribe(b, c, req->correlation_id, ch, CONTROL_STATUS_DENIED, key_refusal(r));
+        if (r < 0)
                 pending_free(p);
-        }
 }
 
 /* ---- ExposeFunction ---- */
@@ -661,7 +743,7 @@ static void finish_expose(Pending *p, char *hash) {
         f = calloc(1, sizeof(*f));
         if (!f || !(f->name = strdup(p->name)) || !(f->owner_app = strdup(c->app_name))) {
                 reply_function(b, c, CONTROL_EXPOSE_REPLY, p->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
-                               "out of memory");
+                               resource_refusal(b, c, "Cannot record a function", -ENOMEM));
                 return;
         }
         f->arena = SEGMENT_NULL;
@@ -700,7 +782,11 @@ static void expose_hashed(int r, char *hash, void *userdata) {
         if (r < 0) {
                 if (c)
                         reply_function(p->broker, c, CONTROL_EXPOSE_REPLY, p->correlation_id, NULL,
-                                       CONTROL_STATUS_INTERNAL, msgf("cannot hash the access key: %s", strerror(-r)));
+                                       CONTROL_STATUS_INTERNAL,
+                                       broker_is_resource_error(r) ?
+                                               resource_refusal(p->broker, c, "Cannot hash an access key",
+                                                               r) :
+                                               msgf("cannot hash the access key: %s", strerror(-r)));
                 free(hash);
         } else
                 finish_expose(p, hash);
@@ -731,7 +817,13 @@ static void handle_expose(Broker *b, const ControlExposeFunction *req) {
 
         if (!c)
                 return;
-        if (name_dup(req->fn_name, OBJECT_NAME_MAX, &name) < 0) {
+        r = name_dup(req->fn_name, OBJECT_NAME_MAX, &name);
+        if (r == -ENOMEM) {
+                reply_function(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
+                               resource_refusal(b, c, "Cannot copy a function name", r));
+                return;
+        }
+        if (r < 0) {
                 reply_function(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, NULL, CONTROL_STATUS_DENIED,
                                "function name must be 1-255 bytes of printable UTF-8");
                 return;
@@ -746,6 +838,11 @@ static void handle_expose(Broker *b, const ControlExposeFunction *req) {
                 free(TAKE_PTR(error));
                 r = fingerprint_schema_json(req->resp_schema_json.ptr, req->resp_schema_json.len, &resp_fp,
                                             NULL, &error);
+                if (r == -ENOMEM) {
+                        reply_function(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
+                                       resource_refusal(b, c, "Cannot parse a function's response schema", r));
+                        return;
+                }
                 if (r < 0) {
                         reply_function(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, NULL,
                                        CONTROL_STATUS_SCHEMA_MISMATCH,
@@ -753,6 +850,10 @@ static void handle_expose(Broker *b, const ControlExposeFunction *req) {
                                             name, error ?: strerror(-r)));
                         return;
                 }
+        } else if (r == -ENOMEM) {
+                reply_function(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
+                               resource_refusal(b, c, "Cannot parse a function's request schema", r));
+                return;
         } else {
                 reply_function(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, NULL, CONTROL_STATUS_SCHEMA_MISMATCH,
                                msgf("the request schema of \"%s\" is not a valid Avro schema: %s", name,
@@ -780,7 +881,7 @@ static void handle_expose(Broker *b, const ControlExposeFunction *req) {
         p = pending_new(b, CONTROL_EXPOSE_FUNCTION, c->id, req->correlation_id);
         if (!p) {
                 reply_function(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
-                               "out of memory");
+                               resource_refusal(b, c, "Cannot queue an ExposeFunction", -ENOMEM));
                 return;
         }
         p->name = TAKE_PTR(name);
@@ -795,7 +896,9 @@ static void handle_expose(Broker *b, const ControlExposeFunction *req) {
         r = keys_hash_async(b->keys, req->access_key.ptr, req->access_key.len, expose_hashed, p);
         if (r < 0) {
                 reply_function(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
-                               msgf("cannot hash the access key now: %s", strerror(-r)));
+                               broker_is_resource_error(r) ?
+                                       resource_refusal(b, c, "Cannot queue an access key for hashing", r) :
+                                       msgf("cannot hash the access key now: %s", strerror(-r)));
                 pending_free(p);
         }
 }
@@ -814,6 +917,10 @@ static void lookup_verified(int r, void *userdata) {
         if (c && !f)
                 reply_function(b, c, CONTROL_LOOKUP_REPLY, p->correlation_id, NULL, CONTROL_STATUS_NOT_FOUND,
                                msgf("function \"%s\" is gone", p->name));
+        else if (c && broker_is_resource_error(r))
+                /* The check failed for want of memory: no verdict on the key. */
+                reply_function(b, c, CONTROL_LOOKUP_REPLY, p->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
+                               resource_refusal(b, c, "Cannot check an access key", r));
         else if (c && r != 1) {
                 LogContext ctx = client_log_context(c);
                 ctx.function = f->name;
@@ -837,7 +944,13 @@ static void handle_lookup(Broker *b, const ControlLookupFunction *req) {
 
         if (!c)
                 return;
-        if (name_dup(req->fn_name, OBJECT_NAME_MAX, &name) < 0) {
+        r = name_dup(req->fn_name, OBJECT_NAME_MAX, &name);
+        if (r == -ENOMEM) {
+                reply_function(b, c, CONTROL_LOOKUP_REPLY, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
+                               resource_refusal(b, c, "Cannot copy a function name", r));
+                return;
+        }
+        if (r < 0) {
                 reply_function(b, c, CONTROL_LOOKUP_REPLY, req->correlation_id, NULL, CONTROL_STATUS_DENIED,
                                "function name must be 1-255 bytes of printable UTF-8");
                 return;
@@ -861,7 +974,7 @@ static void handle_lookup(Broker *b, const ControlLookupFunction *req) {
         p = pending_new(b, CONTROL_LOOKUP_FUNCTION, c->id, req->correlation_id);
         if (!p) {
                 reply_function(b, c, CONTROL_LOOKUP_REPLY, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
-                               "out of memory");
+                               resource_refusal(b, c, "Cannot queue a LookupFunction", -ENOMEM));
                 return;
         }
         p->name = TAKE_PTR(name);
@@ -870,11 +983,14 @@ static void handle_lookup(Broker *b, const ControlLookupFunction *req) {
                               lookup_verified, p);
         if (r == -EBUSY)
                 r = -ENOBUFS;
-        if (r < 0) {
+        if (broker_is_resource_error(r))
+                reply_function(b, c, CONTROL_LOOKUP_REPLY, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
+                               resource_refusal(b, c, "Cannot queue an access key check", r));
+        else if (r < 0)
                 reply_function(b, c, CONTROL_LOOKUP_REPLY, req->correlation_id, NULL, CONTROL_STATUS_DENIED,
                                key_refusal(r));
+        if (r < 0)
                 pending_free(p);
-        }
 }
 
 void requests_serve(Broker *b, const uint8_t *record, size_t len) {

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -342,6 +343,16 @@ static _Noreturn void exec_broker(const BrokerFixture *f, const char *path, cons
                 _exit(127);
         /* Nothing of the test runner leaks into the broker: fds, signal state, systemd env. */
         syscall(SYS_close_range, 3U, ~0U, 0U);
+        if (f->nofile > 0) {
+                /* Hard too: the broker raises its soft limit to the hard one at start. */
+                struct rlimit rl = { .rlim_cur = f->nofile, .rlim_max = f->nofile };
+
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+                        dprintf(STDERR_FILENO, "broker fixture: setrlimit(RLIMIT_NOFILE, %lu): %s\n",
+                                f->nofile, strerror(errno));
+                        _exit(127);
+                }
+        }
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGTERM, SIG_DFL);

@@ -41,6 +41,8 @@ typedef struct BrokerFixture {
         pid_t pid;                      /* running broker, 0 if none */
         uint64_t epoch;                 /* from its control segment once ready */
         bool trouble;                   /* something went wrong: print the log at done */
+        unsigned long nofile;           /* > 0: the broker's RLIMIT_NOFILE, soft and hard; set
+                                         * after init, applied by the next start or spawn */
 } BrokerFixture;
 
 /* Unchecked fixture (parent process), once per TCase. */

@@ -280,8 +280,10 @@ int v1client_recv(V1Client *c, int64_t correlation_id, int64_t timeout_ns, V1Rep
                                 return -ETIMEDOUT;
                         r = ringbuf_wait(&c->reply,
                                          deadline == UINT64_MAX ? -1 : (int64_t) (deadline - now));
-                        if (r < 0)
+                        /* -EAGAIN: woken without data (ringbuf_wait() lets callers loop). */
+                        if (r < 0 && r != -EAGAIN)
                                 return r;
+                        continue;
                 }
                 len = ringbuf_peek_len(&c->reply);
                 if (len < 0)

@@ -4,8 +4,8 @@
  * tests/lib (the wire core only, never libring's public API): Register in both forms,
  * PublishChannel/ListChannels/Subscribe with good and bad keys and fingerprints,
  * ExposeFunction in both forms with req_arena_cap, LookupFunction, Heartbeat and Unregister,
- * and the data plane flowing peer to peer through a broker-made arena. Every error reply must
- * carry a message.
+ * one registration per reply segment, and the data plane flowing peer to peer through a
+ * broker-made arena. Every error reply must carry a message.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -406,7 +406,10 @@ START_TEST(test_data_plane_through_arena) {
                 Text note;
                 int len;
 
-                r = ringbuf_wait(&cons, V1CLIENT_TIMEOUT_NS);
+                /* A wake-up without data is -EAGAIN: ringbuf_wait() leaves the loop to us. */
+                do
+                        r = ringbuf_wait(&cons, V1CLIENT_TIMEOUT_NS);
+                while (r == -EAGAIN);
                 ck_assert_msg(r == 0, "tick %" PRId64 ": %s", seq, strerror(-r));
                 len = ringbuf_pop(&cons, buf, sizeof(buf));
                 ck_assert_int_gt(len, 0);
@@ -626,6 +629,81 @@ START_TEST(test_unregister_releases_everything) {
 }
 END_TEST
 
+#define BYSTANDERS 40
+
+/* One registration per reply segment (v1 requests carry no credentials, so a live
+ * registration is never replaced): a second Register naming the segment of a live client is
+ * EXISTS, in both forms, answered into that segment, and the first registration stays. Once it
+ * unregisters, the segment can be registered again. Other clients' segments are all in the
+ * broker's index meanwhile. */
+START_TEST(test_one_registration_per_reply_segment) {
+        V1Client a = V1CLIENT_NULL, bystanders[BYSTANDERS];
+        V1Reply reply = V1REPLY_NULL;
+        int64_t first;
+        Text msg;
+        int r;
+
+        for (size_t i = 0; i < BYSTANDERS; i++) {
+                bystanders[i] = V1CLIENT_NULL;
+                client_open(&bystanders[i], "bystander");
+        }
+        client_open(&a, "first");
+        first = a.client_id;
+
+        r = v1client_register(&a, "second", 0, getpid(), &reply);
+        EXPECT_V1_REPLY(r, &reply, CONTROL_REGISTER_REPLY, CONTROL_STATUS_EXISTS);
+        ck_assert_int_eq(reply.msg.register_reply.client_id, 0);
+        msg = reply.msg.register_reply.message;
+        ck_assert_msg(memmem(msg.ptr, msg.len, a.reply_seg.name, strlen(a.reply_seg.name)),
+                      "EXISTS message \"%.*s\" does not name the segment", (int) msg.len, msg.ptr);
+        v1client_reply_done(&reply);
+        r = v1client_register_v0(&a, "second-older-form", 0, &reply);
+        EXPECT_V1_REPLY(r, &reply, CONTROL_REGISTER_REPLY, CONTROL_STATUS_EXISTS);
+        v1client_reply_done(&reply);
+        ck_assert_int_eq(a.client_id, first);
+
+        /* Every bystander's segment is taken too, and the first registration still works. */
+        for (size_t i = 0; i < BYSTANDERS; i++) {
+                int64_t id = bystanders[i].client_id;
+
+                r = v1client_register(&bystanders[i], "again", 0, getpid(), &reply);
+                EXPECT_V1_REPLY(r, &reply, CONTROL_REGISTER_REPLY, CONTROL_STATUS_EXISTS);
+                v1client_reply_done(&reply);
+                ck_assert_int_eq(bystanders[i].client_id, id);
+        }
+        ck_assert_int_eq(v1client_list_channels(&a, &reply), 0);
+        ck_assert_int_eq(reply.msg.type, CONTROL_CHANNEL_LIST);
+        v1client_reply_done(&reply);
+
+        /* Unregistered, the segment is free: a fresh registration, with a fresh id. The
+         * Unregister is served first (ring order). */
+        ck_assert_int_eq(v1client_unregister(&a), 0);
+        r = v1client_register(&a, "first-again", 0, getpid(), &reply);
+        EXPECT_V1_REPLY(r, &reply, CONTROL_REGISTER_REPLY, CONTROL_STATUS_OK);
+        ck_assert_int_gt(reply.msg.register_reply.client_id, 0);
+        ck_assert_int_ne(reply.msg.register_reply.client_id, first);
+        v1client_reply_done(&reply);
+        r = v1client_register(&a, "third", 0, getpid(), &reply);
+        EXPECT_V1_REPLY(r, &reply, CONTROL_REGISTER_REPLY, CONTROL_STATUS_EXISTS);
+        v1client_reply_done(&reply);
+
+        /* Half the bystanders leave: their segments are free, the others' still taken. */
+        for (size_t i = 0; i < BYSTANDERS; i += 2)
+                ck_assert_int_eq(v1client_unregister(&bystanders[i]), 0);
+        for (size_t i = 0; i < BYSTANDERS; i++) {
+                r = v1client_register(&bystanders[i], "back", 0, getpid(), &reply);
+                EXPECT_V1_REPLY(r, &reply, CONTROL_REGISTER_REPLY,
+                                i % 2 == 0 ? CONTROL_STATUS_OK : CONTROL_STATUS_EXISTS);
+                v1client_reply_done(&reply);
+        }
+
+        ck_assert_uint_eq(a.stray_replies, 0);
+        v1client_close(&a);
+        for (size_t i = 0; i < BYSTANDERS; i++)
+                v1client_close(&bystanders[i]);
+}
+END_TEST
+
 Suite *test_suite(void) {
         Suite *s = suite_create("broker-control");
         TCase *tc = tcase_create("control");
@@ -641,6 +719,7 @@ Suite *test_suite(void) {
         tcase_add_test(tc, test_expose_and_lookup);
         tcase_add_test(tc, test_heartbeat_has_no_reply);
         tcase_add_test(tc, test_unregister_releases_everything);
+        tcase_add_test(tc, test_one_registration_per_reply_segment);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -4,7 +4,8 @@
  * 0 and leaves no segment of the bus; after SIGKILL a fresh broker removes the stale segments
  * (and only those of its bus) and serves; a second broker does not take over a live bus; a
  * client killed with SIGKILL is reaped within about a second, and one that stops
- * heartbeating after about three missed beats, freeing its names.
+ * heartbeating after about three missed beats, freeing its names and its reply segment for
+ * the next Register.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -435,6 +436,126 @@ START_TEST(test_silent_client_is_reaped_after_missed_beats) {
 }
 END_TEST
 
+/* A client reaped for missed heartbeats frees its reply segment for the next Register (it has
+ * no pid, so the segment itself stays): until then that Register is EXISTS, then OK. */
+START_TEST(test_reply_segment_free_after_missed_beats) {
+        V1Client c = V1CLIENT_NULL;
+        V1Reply reply = V1REPLY_NULL;
+        uint64_t t0, deadline;
+        unsigned exists = 0;
+        double freed_ms = -1;
+        int32_t status;
+        int r;
+
+        broker_fixture_start(&broker, NULL);
+        ck_assert_int_eq(v1client_open(&c, broker.bus, 0), 0);
+        r = v1client_register_v0(&c, "silent", 100, &reply);
+        EXPECT_V1_REPLY(r, &reply, CONTROL_REGISTER_REPLY, CONTROL_STATUS_OK);
+        v1client_reply_done(&reply);
+        t0 = now_ns(CLOCK_MONOTONIC);
+
+        deadline = t0 + (uint64_t) REAP_DEADLINE_NS;
+        while (now_ns(CLOCK_MONOTONIC) < deadline) {
+                /* Every attempt is answered, and only with EXISTS (still registered) or OK. */
+                r = v1client_register(&c, "successor", 0, getpid(), &reply);
+                ck_assert_msg(r == 0, "Register naming a registered segment: %s", strerror(-r));
+                status = v1client_reply_status(&reply);
+                v1client_reply_done(&reply);
+                if (status == CONTROL_STATUS_OK) {
+                        freed_ms = ms_since(t0);
+                        break;
+                }
+                ck_assert_msg(status == CONTROL_STATUS_EXISTS, "status %s", control_status_name(status));
+                exists++;
+                nap_ms(20);
+        }
+        ck_assert_msg(freed_ms >= 0, "the segment of a client that went silent was not freed in 5 s");
+        printf("# segment of a silent client (heartbeat_ms=100) free after %.1f ms, %u EXISTS before\n",
+               freed_ms, exists);
+        ck_assert_uint_gt(exists, 0);
+        ck_assert_msg(shm_exists(c.reply_seg.name), "the segment of a client without pid was unlinked");
+        v1client_close(&c);
+}
+END_TEST
+
+/* A client dies; another takes its reply segment's name (a new file) while the broker is
+ * stopped, and registers it. Whether the broker handles the death first (reaping on its
+ * pidfd) or the Register (finding the owner dead and reaping it there), the Register is OK,
+ * and the new file, which is not the dead client's, is left alone (dev/ino). */
+START_TEST(test_reply_segment_name_reused_after_death) {
+        V1Client heir = V1CLIENT_NULL;
+        V1Reply reply = V1REPLY_NULL;
+        char name[NAMES_SEGMENT_MAX], from[NAMES_SEGMENT_MAX + 16], to[NAMES_SEGMENT_MAX + 16];
+        int pipefd[2], status, r;
+        struct pollfd p;
+        ControlMsg m;
+        ssize_t n;
+        pid_t child;
+
+        broker_fixture_start(&broker, NULL);
+        ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+        child = broker_fixture_fork_helper();
+        ck_assert_int_ge(child, 0);
+        if (child == 0) {
+                V1Client v = V1CLIENT_NULL;
+                V1Reply rp = V1REPLY_NULL;
+
+                close(pipefd[0]);
+                if (v1client_open(&v, broker.bus, 0) < 0 ||
+                    v1client_register(&v, "mortal", 0, getpid(), &rp) < 0 ||
+                    v1client_reply_status(&rp) != CONTROL_STATUS_OK)
+                        _exit(2);
+                (void) !write(pipefd[1], v.reply_seg.name, strlen(v.reply_seg.name) + 1);
+                for (;;)
+                        pause();
+        }
+        close(pipefd[1]);
+        p = (struct pollfd) { .fd = pipefd[0], .events = POLLIN };
+        ck_assert_msg(poll(&p, 1, (int) (V1CLIENT_TIMEOUT_NS / (int64_t) NSEC_PER_MSEC)) == 1,
+                      "the helper did not register");
+        n = read(pipefd[0], name, sizeof(name));
+        close(pipefd[0]);
+        ck_assert_msg(n > 1 && name[n - 1] == 0, "the helper failed before registering");
+        ck_assert_int_eq(v1client_open(&heir, broker.bus, 0), 0);
+
+        /* With the broker stopped: the helper dies, the heir's file takes the name, and the
+         * Register naming it is queued. */
+        ck_assert_int_eq(kill(broker.pid, SIGSTOP), 0);
+        (void) kill(child, SIGKILL);
+        r = broker_fixture_wait_pid(child, V1CLIENT_TIMEOUT_NS, &status);
+        snprintf(from, sizeof(from), "/dev/shm%s", heir.reply_seg.name);
+        snprintf(to, sizeof(to), "/dev/shm%s", name);
+        if (r == 0 && rename(from, to) == 0) {
+                snprintf(heir.reply_seg.name, sizeof(heir.reply_seg.name), "%s", name);
+                m = (ControlMsg) {
+                        .type = CONTROL_REGISTER,
+                        .reg = {
+                                .correlation_id = v1client_next_cid(&heir),
+                                .app_name = text_from_cstr("heir"),
+                                .nonce = (int64_t) heir.nonce,
+                                .reply_segment = text_from_cstr(heir.reply_seg.name),
+                                .pid = getpid(),
+                        },
+                };
+                r = v1client_send(&heir, &m);
+        } else
+                r = -errno;
+        ck_assert_int_eq(kill(broker.pid, SIGCONT), 0);
+        ck_assert_msg(r == 0, "while the broker was stopped: %s", strerror(-r));
+
+        r = v1client_recv(&heir, m.reg.correlation_id, V1CLIENT_TIMEOUT_NS, &reply);
+        EXPECT_V1_REPLY(r, &reply, CONTROL_REGISTER_REPLY, CONTROL_STATUS_OK);
+        heir.client_id = reply.msg.register_reply.client_id;
+        v1client_reply_done(&reply);
+        ck_assert_int_eq(v1client_list_channels(&heir, &reply), 0);
+        ck_assert_int_eq(reply.msg.type, CONTROL_CHANNEL_LIST);
+        v1client_reply_done(&reply);
+        ck_assert_msg(shm_exists(name), "the broker unlinked the heir's segment for the dead client's");
+        ck_assert_int_eq(broker_fixture_log_count(&broker, "\"mortal\""), 2);    /* registered, reaped */
+        v1client_close(&heir);
+}
+END_TEST
+
 Suite *test_suite(void) {
         Suite *s = suite_create("broker-lifecycle");
         TCase *tc = tcase_create("lifecycle");
@@ -447,6 +568,8 @@ Suite *test_suite(void) {
         tcase_add_test(tc, test_second_broker_leaves_live_bus_alone);
         tcase_add_test(tc, test_killed_client_is_reaped);
         tcase_add_test(tc, test_silent_client_is_reaped_after_missed_beats);
+        tcase_add_test(tc, test_reply_segment_free_after_missed_beats);
+        tcase_add_test(tc, test_reply_segment_name_reused_after_death);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -95,6 +95,32 @@ START_TEST(test_size_bounds_and_foreign_files) {
 }
 END_TEST
 
+/* Without its descriptor the mapping still shares the file, and done() still unmaps it. */
+START_TEST(test_close_fd_keeps_mapping) {
+        Segment a = SEGMENT_NULL, b = SEGMENT_NULL;
+        char name[NAMES_SEGMENT_MAX];
+        int fd;
+
+        test_shm_name(name, sizeof(name), "closefd");
+        ck_assert_int_eq(segment_create(&a, name, 8192, 0600), 0);
+        ck_assert_int_eq(segment_open(&b, name, 4096, 1 << 20), 0);
+        fd = b.fd;
+        segment_close_fd(&b);
+        ck_assert_int_eq(b.fd, -1);
+        ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
+        ck_assert_int_eq(errno, EBADF);
+        segment_close_fd(&b); /* idempotent */
+
+        /* Unlinked too: the mapping alone keeps the memory. */
+        ck_assert_int_eq(segment_unlink(name), 0);
+        memcpy(a.base + 100, "ring", 4);
+        ck_assert_int_eq(memcmp(b.base + 100, "ring", 4), 0);
+        segment_done(&b);
+        ck_assert_ptr_null(b.base);
+        segment_done(&a);
+}
+END_TEST
+
 Suite *test_suite(void) {
         Suite *s = suite_create("segment");
         TCase *tc = tcase_create("segment");
@@ -103,6 +129,7 @@ Suite *test_suite(void) {
         tcase_add_test(tc, test_mode_is_exact_despite_umask);
         tcase_add_test(tc, test_bad_arguments);
         tcase_add_test(tc, test_size_bounds_and_foreign_files);
+        tcase_add_test(tc, test_close_fd_keeps_mapping);
         suite_add_tcase(s, tc);
         return s;
 }
