@@ -47,6 +47,7 @@ typedef struct Waiter {
         uint8_t *buf;                   /* optional buffer for the reply, buf_size bytes */
         size_t buf_size;
         bool owns_record;
+        bool linked;                    /* on the connection's list (waiters_lock) */
         /* Asked every slice whether the peer still exists (async calls; sync ones pass it to
          * waiter_wait). */
         int (*alive)(void *arg);
@@ -123,6 +124,8 @@ struct ring_conn {
         _Atomic int64_t next_correlation;
         pthread_mutex_t waiters_lock;   /* the waiter list */
         Waiter *waiters;
+        _Atomic uint32_t sync_waiters;  /* linked synchronous waiters (hand-off, waiter.c) */
+        _Atomic uint32_t async_waiters; /* linked async calls */
         pthread_mutex_t reader_lock;    /* held by the thread consuming the reply ring */
         uint8_t *reader_buf;            /* CONN_REPLY_CAPACITY, used by the reader only */
 
@@ -204,6 +207,13 @@ void waiter_unregister(ring_conn *c, Waiter *w);
 /* Waits for w's reply until deadline. alive(arg), when given, is asked every slice whether the
  * peer still exists (-ECONNRESET if not). */
 int waiter_wait(ring_conn *c, Waiter *w, uint64_t deadline_ns, int (*alive)(void *arg), void *arg);
+/* Makes a call: send(send_arg, timeout_ns) pushes the request (correlation id
+ * w->correlation_id), then waits for the reply as waiter_wait(); w needs no registration. A
+ * thread that finds no reader sends with timeout 0 as the reader and stays off the list. now
+ * is the CLOCK_MONOTONIC reading deadline_ns was computed from. */
+int waiter_call(ring_conn *c, Waiter *w, int (*send)(void *arg, int64_t timeout_ns), void *send_arg,
+                int64_t timeout_ns, uint64_t now, uint64_t deadline_ns, int (*alive)(void *arg),
+                void *alive_arg);
 /* Reads the reply ring without waiting, delivering what is there; returns records handled. */
 int waiter_drain(ring_conn *c);
 /* Fails every pending waiter with error (the broker went away). */

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Calling functions (ring_rpc_*). A ring_rpc is a looked-up function: its request arena, whose
- * producer we are, and its checked fingerprints. A call writes the RpcRequest with three iovecs
- * (frame header, Avro fields before the arguments, the caller's bytes) and waits for the
- * RpcResponse on the connection's reply ring; a thread alone on the ring reads its response
- * straight from shared memory (waiter.c). While it waits it checks every slice that the
- * function's arena still exists: when the service dies the broker removes it, and the call ends
- * with -ECONNRESET instead of running into its timeout.
+ * producer we are, and its checked fingerprints. A call writes the RpcRequest with two iovecs
+ * (frame header and Avro fields before the arguments, from fields encoded once per lookup; the
+ * caller's bytes) and waits for the RpcResponse on the connection's reply ring; a thread alone
+ * on the ring reads its response straight from shared memory into a per-thread buffer
+ * (waiter.c). While it waits it checks every slice that the function's arena still exists:
+ * when the service dies the broker removes it, and the call ends with -ECONNRESET instead of
+ * running into its timeout.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -22,7 +23,6 @@
 #include "macro.h"
 #include "time-util.h"
 
-#define REQUEST_PREFIX_MAX (4 * 10 + NAMES_SEGMENT_MAX + 10)
 /* Replies up to this size are received into a per-thread buffer instead of a malloc'd one. */
 #define REPLY_SCRATCH (64 * 1024)
 
@@ -32,6 +32,9 @@ typedef struct Target {
         ino_t ino;
         uint64_t generation;
         _Atomic bool dead;              /* its service went away: look the name up again */
+        /* caller_id, reply_segment and arg_fp of every request to it: they change only with
+         * a new lookup, which every new connection generation makes. */
+        ControlRpcConst req_const;
 } Target;
 
 struct ring_rpc {
@@ -46,26 +49,40 @@ struct ring_rpc {
         size_t n_retired;
 };
 
+/* A thread's buffers for its calls (a thread makes one call at a time), freed when it exits. */
+typedef struct Scratch {
+        uint8_t *req;                   /* ring_rpc_call()'s encoded request, grown as needed */
+        size_t req_size;
+        uint8_t reply[REPLY_SCRATCH];   /* where the reply record lands */
+} Scratch;
+
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 
-static void scratch_init(void) {
-        (void) pthread_key_create(&scratch_key, free);
+static void scratch_free(void *p) {
+        Scratch *s = p;
+
+        free(s->req);
+        free(s);
 }
 
-static uint8_t *scratch(void) {
-        uint8_t *b;
+static void scratch_init(void) {
+        (void) pthread_key_create(&scratch_key, scratch_free);
+}
+
+static Scratch *scratch(void) {
+        Scratch *s;
 
         pthread_once(&scratch_once, scratch_init);
-        b = pthread_getspecific(scratch_key);
-        if (!b) {
-                b = malloc(REPLY_SCRATCH);
-                if (b && pthread_setspecific(scratch_key, b) != 0) {
-                        free(b);
-                        b = NULL;
+        s = pthread_getspecific(scratch_key);
+        if (!s) {
+                s = calloc(1, sizeof(*s));
+                if (s && pthread_setspecific(scratch_key, s) != 0) {
+                        free(s);
+                        s = NULL;
                 }
         }
-        return b;
+        return s;
 }
 
 /* LookupFunction and open its arena; installs it as the current target. */
@@ -115,6 +132,15 @@ static int lookup(ring_rpc *rpc, int timeout_ms) {
         t->dev = st.st_dev;
         t->ino = st.st_ino;
         t->generation = generation;
+        /* caller_id 0: our client id is the only credential v1 requests carry; services need
+         * only the reply segment, and the arena may be readable by others. */
+        r = control_rpc_request_const(0, (Text) { rpc->conn->reply_seg.name, rpc->conn->reply_name_len },
+                                      (int64_t) rpc->req.fp, &t->req_const);
+        if (r < 0) {
+                arena_done(&t->arena);
+                free(t);
+                return r;
+        }
 
         grown = reallocarray(rpc->retired, rpc->n_retired + 1, sizeof(Target *));
         if (!grown) {
@@ -129,7 +155,7 @@ static int lookup(ring_rpc *rpc, int timeout_ms) {
         return 0;
 }
 
-/* The target to call: the current one, or a fresh lookup after a broker restart. */
+/* The target to call: the current one (0), or a fresh lookup after a broker restart (1). */
 static int current_target(ring_rpc *rpc, uint64_t deadline, Target **ret) {
         Target *t = atomic_load_explicit(&rpc->current, memory_order_acquire);
         int r = 0;
@@ -150,7 +176,7 @@ static int current_target(ring_rpc *rpc, uint64_t deadline, Target **ret) {
         if (r < 0)
                 return r;
         *ret = atomic_load(&rpc->current);
-        return 0;
+        return 1;
 }
 
 /* The service is alive while the arena the broker made for it is still there. */
@@ -169,29 +195,20 @@ static int target_alive(void *arg) {
         return 0;
 }
 
-static int send_request(ring_rpc *rpc, Target *t, int64_t correlation_id, const void *req, size_t req_len,
+static int send_request(Target *t, int64_t correlation_id, const void *req, size_t req_len,
                         int64_t timeout_ns) {
-        uint8_t header[FRAME_HEADER_SIZE], prefix[REQUEST_PREFIX_MAX];
-        AvroWriter w = { .buf = prefix, .size = sizeof(prefix) };
-        struct iovec iov[3];
-        int r;
+        uint8_t head[CONTROL_RPC_HEAD_MAX];
+        struct iovec iov[2];
+        int n, r;
 
-        /* RpcRequest, fields in schemas/control.avsc order; args (bytes) last, so the caller's
-         * bytes go straight from its buffer into the ring. */
-        avrobin_put_long(&w, correlation_id);
-        /* caller_id 0: our client id is the only credential v1 requests carry; services need
-         * only the reply segment, and the arena may be readable by others. */
-        avrobin_put_long(&w, 0);
-        avrobin_put_bytes(&w, rpc->conn->reply_seg.name, rpc->conn->reply_name_len);
-        avrobin_put_long(&w, (int64_t) rpc->req.fp);
-        avrobin_put_long(&w, (int64_t) req_len);
-        if (!avrobin_fits(&w) || req_len > UINT32_MAX - w.pos)
-                return -EMSGSIZE;
-        frame_header_encode(header, control_fingerprint(CONTROL_RPC_REQUEST), (uint32_t) (w.pos + req_len));
-        iov[0] = (struct iovec) { .iov_base = header, .iov_len = sizeof(header) };
-        iov[1] = (struct iovec) { .iov_base = prefix, .iov_len = w.pos };
-        iov[2] = (struct iovec) { .iov_base = (void *) req, .iov_len = req_len };
-        r = ringbuf_pushv(&t->arena.ring, iov, 3, timeout_ns);
+        /* RpcRequest: args (bytes) last, so the caller's bytes go straight from its buffer
+         * into the ring; only correlation_id and the length of args are encoded per call. */
+        n = control_rpc_head(&t->req_const, correlation_id, req_len, head);
+        if (n < 0)
+                return n;
+        iov[0] = (struct iovec) { .iov_base = head, .iov_len = (size_t) n };
+        iov[1] = (struct iovec) { .iov_base = (void *) req, .iov_len = req_len };
+        r = ringbuf_pushv(&t->arena.ring, iov, 2, timeout_ns);
         if (r == -EBADMSG)
                 return -ECONNRESET;
         return r;
@@ -199,83 +216,114 @@ static int send_request(ring_rpc *rpc, Target *t, int64_t correlation_id, const 
 
 /* Decodes a response record; on success *ret_result views its result bytes. */
 static int decode_response(ring_rpc *rpc, const uint8_t *record, size_t len, Text *ret_result) {
-        ControlMsg m;
+        ControlRpcResponse m;
         int r;
 
-        r = control_decode(record, len, &m);
-        if (r < 0 || m.type != CONTROL_RPC_RESPONSE)
+        if (control_decode_rpc_response(record, len, &m) < 0)
                 return -EBADMSG;
-        if (m.rpc_response.status != CONTROL_STATUS_OK) {
-                r = error_from_status(m.rpc_response.status, m.rpc_response.message);
+        if (m.status != CONTROL_STATUS_OK) {
+                r = error_from_status(m.status, m.message);
                 /* A handler's failure reaches the caller as INTERNAL. */
                 return r == -ENOENT || r == -EACCES || r == -EEXIST ? -EREMOTEIO : r;
         }
-        if ((uint64_t) m.rpc_response.result_fp != rpc->resp.fp) {
+        if ((uint64_t) m.result_fp != rpc->resp.fp) {
                 error_set_message("the response carries another schema", 35);
                 return -EPROTO;
         }
-        *ret_result = m.rpc_response.result;
+        *ret_result = m.result;
         return 0;
+}
+
+typedef struct Request {
+        Target *target;
+        int64_t correlation_id;
+        const void *bytes;
+        size_t len;
+} Request;
+
+static int send_cb(void *arg, int64_t timeout_ns) {
+        Request *q = arg;
+
+        return send_request(q->target, q->correlation_id, q->bytes, q->len, timeout_ns);
+}
+
+/* Makes one call; on success *ret_result views the result in w's record, in the thread's
+ * scratch buffer or malloc'd (w->owns_record, freed by the caller whatever the outcome). */
+static int call(ring_rpc *rpc, Scratch *s, const void *req, size_t req_len, int timeout_ms, Waiter *w,
+                Text *ret_result) {
+        int64_t timeout_ns = timeout_ms < 0 ? -1 : (int64_t) timeout_ms * (int64_t) NSEC_PER_MSEC;
+        uint64_t now = now_ns(CLOCK_MONOTONIC);
+        uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : now + (uint64_t) timeout_ns;
+        Request q = { .bytes = req, .len = req_len };
+        int r;
+
+        error_clear_message();
+        r = current_target(rpc, deadline, &q.target);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                now = now_ns(CLOCK_MONOTONIC);  /* the lookup took a while */
+        q.correlation_id = w->correlation_id = conn_next_correlation(rpc->conn);
+        w->buf = s ? s->reply : NULL;
+        w->buf_size = s ? sizeof(s->reply) : 0;
+        r = waiter_call(rpc->conn, w, send_cb, &q, timeout_ns, now, deadline, target_alive, q.target);
+        if (r < 0)
+                return r == -EAGAIN ? -ETIMEDOUT : r;
+        return decode_response(rpc, w->record, w->len, ret_result);
 }
 
 RING_EXPORT int ring_rpc_call_raw(ring_rpc *rpc, const void *req, size_t req_len, void *resp, size_t resp_size,
                                   int timeout_ms) {
-        int64_t timeout_ns = timeout_ms < 0 ? -1 : (int64_t) timeout_ms * (int64_t) NSEC_PER_MSEC;
-        uint64_t deadline = deadline_after(timeout_ns);
         Waiter w = { 0 };
-        Target *t;
         Text result;
         int r;
 
         if (!rpc || (req_len && !req) || (resp_size && !resp))
                 return -EINVAL;
-        error_clear_message();
-        r = current_target(rpc, deadline, &t);
-        if (r < 0)
-                return r;
-
-        w.correlation_id = conn_next_correlation(rpc->conn);
-        w.buf = scratch();
-        w.buf_size = w.buf ? REPLY_SCRATCH : 0;
-        waiter_register(rpc->conn, &w);
-        r = send_request(rpc, t, w.correlation_id, req, req_len, timeout_ns);
-        if (r >= 0)
-                r = waiter_wait(rpc->conn, &w, deadline, target_alive, t);
-        waiter_unregister(rpc->conn, &w);
+        r = call(rpc, scratch(), req, req_len, timeout_ms, &w, &result);
+        if (r >= 0 && result.len > resp_size)
+                r = -EMSGSIZE;
         if (r >= 0) {
-                r = decode_response(rpc, w.record, w.len, &result);
-                if (r >= 0 && result.len > resp_size)
-                        r = -EMSGSIZE;
-                if (r >= 0) {
-                        memcpy(resp, result.ptr, result.len);
-                        r = (int) result.len;
-                }
+                memcpy(resp, result.ptr, result.len);
+                r = (int) result.len;
         }
         if (w.owns_record)
                 free(w.record);
-        return r == -EAGAIN ? -ETIMEDOUT : r;
+        return r;
 }
 
 RING_EXPORT int ring_rpc_call(ring_rpc *rpc, const struct avro_value *req, struct avro_value *resp, int timeout_ms) {
-        _cleanup_free_ uint8_t *req_buf = NULL, *resp_buf = NULL;
-        size_t need, resp_size = CONN_REPLY_CAPACITY;
-        int n;
+        Scratch *s;
+        Waiter w = { 0 };
+        Text result;
+        size_t need;
+        int n, r;
 
         if (!rpc || !req || !resp)
                 return -EINVAL;
         if (avro_value_sizeof((avro_value_t *) req, &need) != 0)
                 return -EINVAL;
-        req_buf = malloc(need ?: 1);
-        resp_buf = malloc(resp_size);
-        if (!req_buf || !resp_buf)
+        s = scratch();
+        if (!s)
                 return -ENOMEM;
-        n = schema_encode_value(&rpc->req, req, req_buf, need ?: 1);
+        /* The thread's request buffer grows to the largest request it sent, and stays. */
+        if (s->req_size < MAX(need, (size_t) 1)) {
+                uint8_t *b = realloc(s->req, MAX(need, (size_t) 1));
+                if (!b)
+                        return -ENOMEM;
+                s->req = b;
+                s->req_size = MAX(need, (size_t) 1);
+        }
+        n = schema_encode_value(&rpc->req, req, s->req, s->req_size);
         if (n < 0)
                 return n;
-        n = ring_rpc_call_raw(rpc, req_buf, (size_t) n, resp_buf, resp_size, timeout_ms);
-        if (n < 0)
-                return n;
-        return schema_decode_value(&rpc->resp, resp_buf, (size_t) n, resp);
+        /* The response is decoded where it landed: no buffer of the largest possible size. */
+        r = call(rpc, s, s->req, (size_t) n, timeout_ms, &w, &result);
+        if (r >= 0)
+                r = schema_decode_value(&rpc->resp, result.ptr, result.len, resp);
+        if (w.owns_record)
+                free(w.record);
+        return r;
 }
 
 RING_EXPORT int ring_rpc_call_async(ring_rpc *rpc, const void *req, size_t req_len, int timeout_ms,
@@ -303,8 +351,8 @@ RING_EXPORT int ring_rpc_call_async(ring_rpc *rpc, const void *req, size_t req_l
         w->alive_arg = t;
         waiter_register(rpc->conn, w);
         /* The push itself never waits long: a full arena is reported now, not later. */
-        r = send_request(rpc, t, w->correlation_id, req, req_len, MIN(timeout_ns < 0 ? INT64_MAX : timeout_ns,
-                                                                       (int64_t) (100 * NSEC_PER_MSEC)));
+        r = send_request(t, w->correlation_id, req, req_len, MIN(timeout_ns < 0 ? INT64_MAX : timeout_ns,
+                                                                  (int64_t) (100 * NSEC_PER_MSEC)));
         if (r < 0) {
                 waiter_unregister(rpc->conn, w);
                 free(w);

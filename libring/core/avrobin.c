@@ -11,9 +11,6 @@
 
 #include "avrobin.h"
 
-/* A 64-bit value needs at most ceil(64 / 7) = 10 varint bytes; the tenth carries only bit 63. */
-#define VARINT_MAX_BYTES 10
-
 Text text_from_cstr(const char *s) {
         if (!s)
                 return TEXT_NULL;
@@ -57,18 +54,9 @@ static void put_raw(AvroWriter *w, const void *p, size_t n) {
 }
 
 void avrobin_put_long(AvroWriter *w, int64_t v) {
-        uint8_t tmp[VARINT_MAX_BYTES];
-        size_t n = 0;
-        /* Zig-zag maps small magnitudes of either sign to small unsigned numbers; the shift is
-         * done on the unsigned bits so that it is defined for negative v. */
-        uint64_t z = ((uint64_t) v << 1) ^ (uint64_t) (v >> 63);
+        uint8_t tmp[AVROBIN_LONG_MAX];
 
-        while (z >= 0x80) {
-                tmp[n++] = (uint8_t) (z | 0x80);
-                z >>= 7;
-        }
-        tmp[n++] = (uint8_t) z;
-        put_raw(w, tmp, n);
+        put_raw(w, tmp, avrobin_encode_long(tmp, v));
 }
 
 void avrobin_put_bool(AvroWriter *w, bool v) {
@@ -93,30 +81,7 @@ bool avrobin_fits(const AvroWriter *w) {
 }
 
 int avrobin_get_long(AvroReader *r, int64_t *ret) {
-        uint64_t z = 0;
-        size_t pos = r->pos;
-
-        for (unsigned i = 0; i < VARINT_MAX_BYTES; i++) {
-                uint8_t b;
-
-                if (pos >= r->len)
-                        return -EBADMSG;
-                b = r->buf[pos++];
-                /* The tenth byte holds bit 63 only: anything more overflows 64 bits. */
-                if (i == VARINT_MAX_BYTES - 1 && b > 1)
-                        return -EBADMSG;
-                z |= (uint64_t) (b & 0x7f) << (7 * i);
-                if (!(b & 0x80)) {
-                        /* A final zero byte after others is padding no Avro encoder emits;
-                         * refusing it gives every value exactly one encoding. */
-                        if (b == 0 && i > 0)
-                                return -EBADMSG;
-                        r->pos = pos;
-                        *ret = (int64_t) ((z >> 1) ^ (~(z & 1) + 1));
-                        return 0;
-                }
-        }
-        return -EBADMSG;
+        return avrobin_decode_long(r->buf, r->len, &r->pos, ret);
 }
 
 int avrobin_get_int(AvroReader *reader, int32_t *ret) {

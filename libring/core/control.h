@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "avrobin.h"
+#include "frame.h"
 
 typedef enum ControlType {
         CONTROL_REGISTER,
@@ -221,6 +222,52 @@ int control_encode(const ControlMsg *m, uint8_t *buf, size_t size);
 int control_decode(const void *record, size_t len, ControlMsg *ret);
 /* Frees what decode allocated (ChannelList entries); safe to call twice. */
 void control_msg_done(ControlMsg *m);
+
+/* ---- RpcRequest and RpcResponse on the call path ----
+ * The same bytes and the same verdicts as control_encode() / control_decode() for these two
+ * records, without walking the field tables or building a ControlMsg: every RPC makes one of
+ * each, and the tables cost more than the call's own bookkeeping. */
+
+/* Room for the constant fields of an RpcRequest or RpcResponse. */
+#define CONTROL_RPC_CONST_MAX 192
+
+/* The fields between correlation_id and the data (an RpcRequest's args, an RpcResponse's
+ * result) that stay the same from call to call: caller_id, reply_segment and arg_fp of one
+ * caller's requests to one function; status OK, no message and result_fp of one function's
+ * successful responses. Encoded once, by control_rpc_request_const() or
+ * control_rpc_response_ok_const(). */
+typedef struct ControlRpcConst {
+        uint64_t frame_fp;              /* the record schema's fingerprint */
+        size_t len;
+        uint8_t bytes[CONTROL_RPC_CONST_MAX];
+} ControlRpcConst;
+
+/* Room for the frame header and the fields control_rpc_head() writes. */
+#define CONTROL_RPC_HEAD_MAX (FRAME_HEADER_SIZE + AVROBIN_LONG_MAX + CONTROL_RPC_CONST_MAX + AVROBIN_LONG_MAX)
+/* Room for the frame header and the fields control_rpc_response_head() writes with a
+ * message of message_len bytes. */
+#define CONTROL_RPC_RESPONSE_HEAD_MAX(message_len) (FRAME_HEADER_SIZE + 5 * AVROBIN_LONG_MAX + (message_len))
+
+/* Encode the constant fields. -EMSGSIZE if reply_segment does not fit, -EINVAL for a NULL view
+ * of nonzero length, or the error of control_schemas_check(). */
+int control_rpc_request_const(int64_t caller_id, Text reply_segment, int64_t arg_fp, ControlRpcConst *ret);
+int control_rpc_response_ok_const(int64_t result_fp, ControlRpcConst *ret);
+/* Writes the frame header and every field before the data's bytes, the data's length
+ * included, into buf (CONTROL_RPC_HEAD_MAX bytes); the data_len bytes of data follow them in
+ * the record. Returns the bytes written, or -EMSGSIZE if the record would be too long for a
+ * frame. */
+int control_rpc_head(const ControlRpcConst *k, int64_t correlation_id, size_t data_len, uint8_t *buf);
+/* The same for an RpcResponse, whose result (result_len bytes) follows. -EMSGSIZE if size is
+ * less than CONTROL_RPC_RESPONSE_HEAD_MAX(message.len) or the record would be too long for a
+ * frame, -EINVAL for a NULL view of nonzero length, or the error of control_schemas_check(). */
+int control_rpc_response_head(int64_t correlation_id, int32_t status, Text message, int64_t result_fp,
+                              size_t result_len, uint8_t *buf, size_t size);
+
+/* control_decode() of a record that should be an RpcRequest / RpcResponse: the same fields
+ * (views into record), the same -EBADMSG for malformed frames and bodies (trailing bytes
+ * included); -EPROTO for any other fingerprint, whether or not another control record's. */
+int control_decode_rpc_request(const void *record, size_t len, ControlRpcRequest *ret);
+int control_decode_rpc_response(const void *record, size_t len, ControlRpcResponse *ret);
 
 /* The v1 status code name ("OK", "NOT_FOUND", ...), or "UNKNOWN". */
 const char *control_status_name(int32_t status);

@@ -5,6 +5,7 @@
  * peer could write (overlong, overflowing, truncated, out of range).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,116 @@ START_TEST(test_long_truncated) {
                 ck_assert_int_eq(get_long_from(buf, len, &v, &pos), -EBADMSG);
                 ck_assert_uint_eq(pos, 0);
         }
+}
+END_TEST
+
+/* The byte-at-a-time reading of the Avro specification, against which the word-at-a-time
+ * avrobin_decode_long() is held. */
+static int reference_long(const uint8_t *buf, size_t len, size_t *pos, int64_t *ret) {
+        uint64_t z = 0;
+        size_t p = *pos;
+
+        for (unsigned i = 0; i < 10; i++) {
+                uint8_t b;
+
+                if (p >= len)
+                        return -EBADMSG;
+                b = buf[p++];
+                if (i == 9 && b > 1)
+                        return -EBADMSG;
+                z |= (uint64_t) (b & 0x7f) << (7 * i);
+                if (!(b & 0x80)) {
+                        if (b == 0 && i > 0)
+                                return -EBADMSG;
+                        *pos = p;
+                        *ret = (int64_t) ((z >> 1) ^ (~(z & 1) + 1));
+                        return 0;
+                }
+        }
+        return -EBADMSG;
+}
+
+static uint64_t xorshift(uint64_t *s) {
+        *s ^= *s >> 12;
+        *s ^= *s << 25;
+        *s ^= *s >> 27;
+        return *s * UINT64_C(0x2545f4914f6cdd1d);
+}
+
+/* Every verdict, value and position agrees with the reference: random bytes biased towards
+ * continuation bits, the bytes that end varints in interesting ways, every length of buffer
+ * around the 8-byte word and every starting position. */
+START_TEST(test_long_matches_reference) {
+        static const uint8_t pick[] = { 0x00, 0x01, 0x02, 0x7f, 0x80, 0x81, 0xfe, 0xff };
+        uint64_t state = test_seed() | 1;
+        unsigned accepted = 0;
+
+        for (unsigned it = 0; it < 1000000; it++) {
+                uint64_t bits = xorshift(&state), kind = xorshift(&state);
+                size_t len = (size_t) (kind % 24), pos0 = len ? (size_t) ((kind >> 8) % (len + 1)) : 0;
+                uint8_t *buf = malloc(len ?: 1);        /* exact size: ASan sees overreads */
+                int64_t v1 = 7, v2 = 7;
+                size_t p1 = pos0, p2 = pos0;
+                int r1, r2;
+
+                ck_assert_ptr_nonnull(buf);
+                for (size_t i = 0; i < len; i++) {
+                        switch ((bits >> (2 * (i % 32))) & 3) {
+                        case 0:
+                                buf[i] = pick[(kind >> (16 + i % 40)) & 7];
+                                break;
+                        case 1:
+                        case 2:
+                                buf[i] = (uint8_t) (0x80 | xorshift(&state));
+                                break;
+                        default:
+                                buf[i] = (uint8_t) xorshift(&state);
+                        }
+                }
+                /* A varint of n bytes at pos0 now and then, the rest continuation bytes. */
+                if (len > pos0 && (kind >> 60) == 0) {
+                        size_t n = MIN(len - pos0, 1 + (size_t) ((kind >> 40) % 11));
+
+                        for (size_t i = pos0; i < pos0 + n; i++)
+                                buf[i] |= 0x80;
+                        buf[pos0 + n - 1] = pick[(kind >> 52) & 7] & 0x7f;
+                }
+                r1 = reference_long(buf, len, &p1, &v1);
+                r2 = avrobin_decode_long(buf, len, &p2, &v2);
+                ck_assert_msg(r1 == r2 && p1 == p2 && v1 == v2,
+                              "iteration %u, len %zu at %zu: reference %d/%zu/%" PRId64
+                              ", decode %d/%zu/%" PRId64, it, len, pos0, r1, p1, v1, r2, p2, v2);
+                accepted += r1 == 0;
+                free(buf);
+        }
+        /* Both outcomes were exercised plenty. */
+        ck_assert_uint_gt(accepted, 50000);
+        ck_assert_uint_lt(accepted, 950000);
+}
+END_TEST
+
+START_TEST(test_long_every_length) {
+        /* Every value's encoding, at the end of the buffer and followed by more bytes. */
+        for (unsigned bitsz = 0; bitsz <= 64; bitsz++)
+                for (int sign = 0; sign < 2; sign++) {
+                        uint64_t mag = bitsz == 0 ? 0 : (bitsz == 64 ? UINT64_MAX : (UINT64_C(1) << bitsz) - 1);
+                        int64_t want = sign ? (int64_t) ~mag : (int64_t) (mag >> 1);
+                        uint8_t buf[32];
+                        size_t n = put_long(buf, sizeof(buf), want);
+
+                        for (size_t extra = 0; extra < 12; extra++) {
+                                _cleanup_free_ uint8_t *b = malloc(n + extra);
+                                size_t pos = 0;
+                                int64_t v;
+
+                                ck_assert_ptr_nonnull(b);
+                                memcpy(b, buf, n);
+                                memset(b + n, 0xff, extra);
+                                ck_assert_int_eq(avrobin_decode_long(b, n + extra, &pos, &v), 0);
+                                ck_assert_int_eq(v, want);
+                                ck_assert_uint_eq(pos, n);
+                        }
+                }
 }
 END_TEST
 
@@ -357,10 +468,15 @@ Suite *test_suite(void) {
         Suite *s = suite_create("avrobin");
         TCase *tc = tcase_create("avrobin");
 
+        /* Generous: the differential loop runs under valgrind and ASan too. */
+        tcase_set_timeout(tc, 600);
+
         tcase_add_test(tc, test_long_known_encodings);
         tcase_add_test(tc, test_long_round_trip);
         tcase_add_test(tc, test_long_overlong);
         tcase_add_test(tc, test_long_truncated);
+        tcase_add_test(tc, test_long_matches_reference);
+        tcase_add_test(tc, test_long_every_length);
         tcase_add_test(tc, test_int_range);
         tcase_add_test(tc, test_bool);
         tcase_add_test(tc, test_text);

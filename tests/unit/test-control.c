@@ -1017,6 +1017,235 @@ START_TEST(test_malformed_arrays) {
 }
 END_TEST
 
+/* --- the RPC call path: control.c's fast encoders and decoders against the tables --- */
+
+static const int64_t rpc_longs[] = { 0, 1, -1, 63, -64, 64, -65, 8191, INT32_MAX, INT32_MIN,
+                                     (int64_t) INT32_MAX + 1, INT64_MAX, INT64_MIN,
+                                     -0x0123456789abcdef, (int64_t) UINT64_C(0xe88f548e4f540ca4) };
+static const size_t rpc_lengths[] = { 0, 1, 63, 64, 127, 128, 300, 8192, 70000 };
+
+/* The record the fast encoder makes: head from control_rpc_head(), then the data. */
+static uint8_t *fast_record(const ControlRpcConst *k, int64_t corr, const void *data, size_t len,
+                            size_t *ret_len) {
+        uint8_t head[CONTROL_RPC_HEAD_MAX], *rec;
+        int n;
+
+        n = control_rpc_head(k, corr, len, head);
+        ck_assert_int_gt(n, FRAME_HEADER_SIZE);
+        rec = malloc((size_t) n + len);
+        ck_assert_ptr_nonnull(rec);
+        memcpy(rec, head, (size_t) n);
+        if (len > 0)
+                memcpy(rec + n, data, len);
+        *ret_len = (size_t) n + len;
+        return rec;
+}
+
+static void assert_same_record(const ControlMsg *m, const uint8_t *fast, size_t fast_len) {
+        _cleanup_free_ uint8_t *want = NULL;
+        size_t want_len;
+
+        want = encode_exact(m, &want_len);
+        ck_assert_uint_eq(fast_len, want_len);
+        ck_assert_mem_eq(fast, want, want_len);
+}
+
+/* control_rpc_head() writes control_encode()'s bytes, whatever the values: correlation ids of
+ * every varint length and sign, constant fields of several sizes, data of every length. */
+START_TEST(test_rpc_fast_encoders) {
+        static const char *segments[] = { "", "/r", "/ring.bench1234.client.0123456789abcdef" };
+        _cleanup_free_ uint8_t *data = malloc(70000);
+        char long_segment[CONTROL_RPC_CONST_MAX + 1];
+        ControlRpcConst k;
+        uint8_t head[CONTROL_RPC_RESPONSE_HEAD_MAX(300)];
+
+        ck_assert_ptr_nonnull(data);
+        for (size_t i = 0; i < 70000; i++)
+                data[i] = (uint8_t) (i * 31 + 7);
+
+        for (size_t a = 0; a < ELEMENTSOF(rpc_longs); a++)
+                for (size_t b = 0; b < ELEMENTSOF(rpc_lengths); b++) {
+                        int64_t corr = rpc_longs[a], other = rpc_longs[(a + b + 3) % ELEMENTSOF(rpc_longs)],
+                                fp = rpc_longs[(a * 7 + b) % ELEMENTSOF(rpc_longs)];
+                        Text seg = text_from_cstr(segments[(a + b) % ELEMENTSOF(segments)]);
+                        Text bytes = { .ptr = (const char *) data, .len = rpc_lengths[b] };
+                        _cleanup_free_ uint8_t *req = NULL, *ok = NULL;
+                        ControlMsg m = { .type = CONTROL_RPC_REQUEST };
+                        size_t len;
+                        int n;
+
+                        /* RpcRequest */
+                        ck_assert_int_eq(control_rpc_request_const(other, seg, fp, &k), 0);
+                        req = fast_record(&k, corr, data, rpc_lengths[b], &len);
+                        m.rpc_request = (ControlRpcRequest) { corr, other, seg, fp, bytes };
+                        assert_same_record(&m, req, len);
+
+                        /* RpcResponse, successful */
+                        ck_assert_int_eq(control_rpc_response_ok_const(fp, &k), 0);
+                        ok = fast_record(&k, corr, data, rpc_lengths[b], &len);
+                        m = (ControlMsg) { .type = CONTROL_RPC_RESPONSE };
+                        m.rpc_response = (ControlRpcResponse) { corr, CONTROL_STATUS_OK, TEXT_NULL, fp, bytes };
+                        assert_same_record(&m, ok, len);
+
+                        /* RpcResponse, any status and message (the data is sent separately) */
+                        m.rpc_response.status = (int32_t) (other & 0x7fffffff) - (int32_t) (b * 1000);
+                        m.rpc_response.message = (Text) { .ptr = (const char *) data,
+                                                          .len = rpc_lengths[b] % 301 };
+                        n = control_rpc_response_head(corr, m.rpc_response.status, m.rpc_response.message, fp,
+                                                      rpc_lengths[b], head, sizeof(head));
+                        ck_assert_int_gt(n, FRAME_HEADER_SIZE);
+                        {
+                                _cleanup_free_ uint8_t *rec = malloc((size_t) n + rpc_lengths[b]);
+
+                                ck_assert_ptr_nonnull(rec);
+                                memcpy(rec, head, (size_t) n);
+                                if (rpc_lengths[b] > 0)
+                                        memcpy(rec + n, data, rpc_lengths[b]);
+                                assert_same_record(&m, rec, (size_t) n + rpc_lengths[b]);
+                        }
+                }
+
+        /* Limits: constant fields that do not fit, views that cannot be read, data too long for
+         * a frame, a buffer too small for the message. */
+        memset(long_segment, 'x', sizeof(long_segment) - 1);
+        long_segment[sizeof(long_segment) - 1] = 0;
+        ck_assert_int_eq(control_rpc_request_const(0, text_from_cstr(long_segment), 1, &k), -EMSGSIZE);
+        ck_assert_int_eq(control_rpc_request_const(0, (Text) { .ptr = NULL, .len = 2 }, 1, &k), -EINVAL);
+        ck_assert_int_eq(control_rpc_request_const(0, TEXT_NULL, 1, NULL), -EINVAL);
+        ck_assert_int_eq(control_rpc_response_ok_const(1, NULL), -EINVAL);
+        ck_assert_int_eq(control_rpc_request_const(INT64_MIN, text_from_cstr(segments[2]), INT64_MIN, &k), 0);
+        {
+                uint8_t h[CONTROL_RPC_HEAD_MAX];
+
+                ck_assert_int_gt(control_rpc_head(&k, INT64_MIN, UINT32_MAX - 100, h), 0);
+                ck_assert_int_eq(control_rpc_head(&k, INT64_MIN, UINT32_MAX, h), -EMSGSIZE);
+                ck_assert_int_eq(control_rpc_head(&k, INT64_MIN, SIZE_MAX, h), -EMSGSIZE);
+        }
+        ck_assert_int_eq(control_rpc_response_head(1, 0, (Text) { .ptr = "abc", .len = 3 }, 1, 0, head,
+                                                   CONTROL_RPC_RESPONSE_HEAD_MAX(3) - 1),
+                         -EMSGSIZE);
+        ck_assert_int_gt(control_rpc_response_head(1, 0, (Text) { .ptr = "abc", .len = 3 }, 1, 0, head,
+                                                   CONTROL_RPC_RESPONSE_HEAD_MAX(3)),
+                         0);
+        ck_assert_int_eq(control_rpc_response_head(1, 0, (Text) { .ptr = NULL, .len = 3 }, 1, 0, head,
+                                                   sizeof(head)),
+                         -EINVAL);
+        ck_assert_int_eq(control_rpc_response_head(1, 0, TEXT_NULL, 1, UINT32_MAX, head, sizeof(head)),
+                         -EMSGSIZE);
+}
+END_TEST
+
+/* The fast decoders' verdict on a record: control_decode()'s when the frame names their
+ * record, -EPROTO for any other fingerprint, -EBADMSG for a frame that does not parse. On
+ * success both decoders must give the same fields. */
+static void check_fast_decoders(const uint8_t *rec, size_t len) {
+        ControlMsg d = { .type = CONTROL_HEARTBEAT };
+        ControlRpcRequest q = { .correlation_id = 4242 };
+        ControlRpcResponse p = { .correlation_id = 4242 };
+        Frame f;
+        int r, want_q, want_p;
+
+        r = control_decode(rec, len, &d);
+        if (frame_decode(rec, len, &f) < 0)
+                want_q = want_p = -EBADMSG;
+        else {
+                want_q = f.schema_fp == control_fingerprint(CONTROL_RPC_REQUEST) ? r : -EPROTO;
+                want_p = f.schema_fp == control_fingerprint(CONTROL_RPC_RESPONSE) ? r : -EPROTO;
+        }
+        ck_assert_int_eq(control_decode_rpc_request(rec, len, &q), want_q);
+        ck_assert_int_eq(control_decode_rpc_response(rec, len, &p), want_p);
+        if (want_q == 0) {
+                ck_assert_int_eq(d.type, CONTROL_RPC_REQUEST);
+                ck_assert_int_eq(q.correlation_id, d.rpc_request.correlation_id);
+                ck_assert_int_eq(q.caller_id, d.rpc_request.caller_id);
+                ck_assert_ptr_eq(q.reply_segment.ptr, d.rpc_request.reply_segment.ptr);
+                ck_assert_uint_eq(q.reply_segment.len, d.rpc_request.reply_segment.len);
+                ck_assert_int_eq(q.arg_fp, d.rpc_request.arg_fp);
+                ck_assert_ptr_eq(q.args.ptr, d.rpc_request.args.ptr);
+                ck_assert_uint_eq(q.args.len, d.rpc_request.args.len);
+        } else
+                ck_assert_int_eq(q.correlation_id, 4242);       /* set only on success */
+        if (want_p == 0) {
+                ck_assert_int_eq(d.type, CONTROL_RPC_RESPONSE);
+                ck_assert_int_eq(p.correlation_id, d.rpc_response.correlation_id);
+                ck_assert_int_eq(p.status, d.rpc_response.status);
+                ck_assert_ptr_eq(p.message.ptr, d.rpc_response.message.ptr);
+                ck_assert_uint_eq(p.message.len, d.rpc_response.message.len);
+                ck_assert_int_eq(p.result_fp, d.rpc_response.result_fp);
+                ck_assert_ptr_eq(p.result.ptr, d.rpc_response.result.ptr);
+                ck_assert_uint_eq(p.result.len, d.rpc_response.result.len);
+        } else
+                ck_assert_int_eq(p.correlation_id, 4242);
+        if (r == 0)
+                control_msg_done(&d);
+}
+
+/* Every record of every type, every truncation of the RPC records (header fixed up or not),
+ * a trailing byte, and every single-byte change of the RPC records' bodies. */
+START_TEST(test_rpc_fast_decoders) {
+        for (unsigned wt = 0; wt < _CONTROL_TYPE_MAX; wt++)
+                for (unsigned variant = 0; variant < N_VARIANTS; variant++) {
+                        _cleanup_free_ uint8_t *full = NULL, *longer = NULL;
+                        bool rpc = wt == CONTROL_RPC_REQUEST || wt == CONTROL_RPC_RESPONSE;
+                        ControlMsg m;
+                        size_t len, len2;
+
+                        gen_reset(&gen, variant);
+                        fill_msg(&gen, wt, n_channels_for(wt, 1), &m);
+                        full = encode_exact(&m, &len);
+                        check_fast_decoders(full, len);
+                        if (!rpc)
+                                continue;
+
+                        for (size_t cut = 0; cut < len; cut++) {
+                                _cleanup_free_ uint8_t *fixed = NULL, *raw = malloc(cut ?: 1);
+                                size_t flen;
+
+                                ck_assert_ptr_nonnull(raw);
+                                memcpy(raw, full, cut);
+                                check_fast_decoders(raw, cut);
+                                if (cut >= FRAME_HEADER_SIZE) {
+                                        fixed = make_frame(control_fingerprint(wt), full + FRAME_HEADER_SIZE,
+                                                           cut - FRAME_HEADER_SIZE, &flen);
+                                        check_fast_decoders(fixed, flen);
+                                }
+                        }
+                        /* The body and one more byte. */
+                        longer = malloc(len + 1);
+                        ck_assert_ptr_nonnull(longer);
+                        memcpy(longer, full, len);
+                        longer[len] = 0;
+                        {
+                                _cleanup_free_ uint8_t *frame = make_frame(control_fingerprint(wt),
+                                                                           longer + FRAME_HEADER_SIZE,
+                                                                           len + 1 - FRAME_HEADER_SIZE, &len2);
+                                check_fast_decoders(frame, len2);
+                        }
+                        for (size_t at = FRAME_HEADER_SIZE; at < len; at++)
+                                for (unsigned v = 0; v < 256; v += 17) {
+                                        uint8_t saved = full[at];
+
+                                        full[at] = (uint8_t) v;
+                                        check_fast_decoders(full, len);
+                                        full[at] = saved;
+                                }
+                        /* The other RPC record's fingerprint on this body. */
+                        unaligned_write_le64(full + 4, control_fingerprint(wt == CONTROL_RPC_REQUEST
+                                                                                   ? CONTROL_RPC_RESPONSE
+                                                                                   : CONTROL_RPC_REQUEST));
+                        check_fast_decoders(full, len);
+                }
+        ck_assert_int_eq(control_decode_rpc_request(NULL, 0, &(ControlRpcRequest) {}), -EBADMSG);
+        ck_assert_int_eq(control_decode_rpc_response(NULL, 0, &(ControlRpcResponse) {}), -EBADMSG);
+        {
+                uint8_t rec[FRAME_HEADER_SIZE];
+
+                ck_assert_int_eq(control_decode_rpc_request(rec, sizeof(rec), NULL), -EINVAL);
+                ck_assert_int_eq(control_decode_rpc_response(rec, sizeof(rec), NULL), -EINVAL);
+        }
+}
+END_TEST
+
 /* --- fuzz: mutated valid records, decoded in exact-size buffers --- */
 
 #define FUZZ_ITERATIONS 200000
@@ -1154,6 +1383,8 @@ START_TEST(test_fuzz) {
                 if (rng_below(16) == 0)
                         rec[rng_below(FRAME_HEADER_SIZE)] ^= (uint8_t) (1u << rng_below(8));
 
+                /* The RPC path's decoders agree with the tables on every record. */
+                check_fast_decoders(rec, rec_len);
                 r = control_decode(rec, rec_len, &d);
                 ck_assert_msg(r == 0 || r == -EBADMSG || r == -EPROTO,
                               "iteration %u: decode returned %d", it, r);
@@ -1207,6 +1438,7 @@ Suite *test_suite(void) {
         tcase_add_loop_test(tc, test_round_trip, 0, _CONTROL_TYPE_MAX);
         tcase_add_test(tc, test_older_forms);
         tcase_add_test(tc, test_encode_errors);
+        tcase_add_test(tc, test_rpc_fast_encoders);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("malformed");
@@ -1215,6 +1447,7 @@ Suite *test_suite(void) {
         tcase_add_test(tc, test_bad_frames);
         tcase_add_test(tc, test_malformed_fields);
         tcase_add_test(tc, test_malformed_arrays);
+        tcase_add_test(tc, test_rpc_fast_decoders);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("fuzz");
