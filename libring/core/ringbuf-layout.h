@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 /* Extension bits in RingShared.ext_features (v1 peers neither read nor write them). */
-#define RINGBUF_EXT_SLEEP_FLAG UINT32_C(1) /* the consumer sets consumer_sleeping before FUTEX_WAIT */
+#define RINGBUF_EXT_SLEEP_FLAG UINT32_C(1) /* the consumer counts its sleepers in consumer_sleeping */
 
 struct RingShared {
         /* line 0: immutable after format */
@@ -30,7 +30,7 @@ struct RingShared {
         /* line 2: consumer */
         _Atomic uint64_t tail;                  /* 128 */
         _Atomic uint32_t data_seq;              /* 136 */
-        _Atomic uint32_t consumer_sleeping;     /* 140: extension: 1 while in (or entering) FUTEX_WAIT */
+        _Atomic uint32_t consumer_sleeping;     /* 140: extension: consumer threads in (or entering) FUTEX_WAIT */
         /* 144: extension: our producers waiting for space. In the consumer's line, because the
          * consumer reads it on every consume (to hand space back at once) and producers touch
          * it only when they are about to sleep. */

@@ -7,8 +7,9 @@
  * Hot path: with the lock free and the peer awake, a push is one CAS, the copies, one store,
  * one atomic increment and one exchange; a pop is the copy and two stores. System calls happen
  * only when someone actually sleeps. Two extension words (spec/wire-format.md, "Wake-up
- * flags") let us know that: consumer_sleeping (set by a libring consumer before FUTEX_WAIT) and
- * space_waiters (counted by libring producers before they wait for space). A v1 peer does not
+ * flags") let us know that: consumer_sleeping (counted by a libring consumer's threads around
+ * FUTEX_WAIT) and space_waiters (counted by libring producers before they wait for space). A
+ * v1 peer does not
  * maintain them, so each side falls back to v1's unconditional wake-ups whenever the other
  * side may be a v1 peer.
  */
@@ -247,7 +248,10 @@ static void notify_consumer(RingBuf *rb) {
          * consumer that read it before our head store fails its FUTEX_WAIT value check
          * instead of missing the record. */
         atomic_fetch_add_explicit(&s->data_seq, 1, memory_order_seq_cst);
-        futex_wake(&s->data_seq, 1);
+        /* All, not one (v1 wakes one): a consumer may have several threads asleep on one ring,
+         * say a caller waiting for its reply and the event-loop watcher of the same connection,
+         * and the one woken must not be the wrong one. */
+        futex_wake(&s->data_seq, INT_MAX);
 }
 
 /* Adapts a spin budget to how long a wait really took: if a longer spin (up to the cap) would
@@ -599,15 +603,17 @@ bool ringbuf_prepare_sleep(RingBuf *rb, uint32_t *ret_seq) {
         RingShared *s = rb->shared;
 
         *ret_seq = atomic_load_explicit(&s->data_seq, memory_order_acquire);
-        atomic_store_explicit(&s->consumer_sleeping, 1, memory_order_relaxed);
+        /* A count, not a flag: another thread of ours may sleep on this ring too (a caller and
+         * the watcher), and its wake-up must not clear our announcement. */
+        atomic_fetch_add_explicit(&s->consumer_sleeping, 1, memory_order_relaxed);
         /* seq_cst: pairs with the fence in notify_consumer(); either the producer sees
-         * consumer_sleeping == 1 and wakes us, or we see its head here. */
+         * consumer_sleeping != 0 and wakes us, or we see its head here. */
         atomic_thread_fence(memory_order_seq_cst);
         return !ringbuf_has_data_shared(rb);
 }
 
 void ringbuf_finish_sleep(RingBuf *rb) {
-        atomic_store_explicit(&rb->shared->consumer_sleeping, 0, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&rb->shared->consumer_sleeping, 1, memory_order_relaxed);
 }
 
 _Atomic uint32_t *ringbuf_data_word(RingBuf *rb) {

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -286,6 +287,52 @@ START_TEST(test_v1_consumer_without_sleep_flag_is_woken) {
 }
 END_TEST
 
+typedef struct Sleeper {
+        RingBuf rb;             /* the consumer's view, copied (as the watcher thread does) */
+        int result;
+        _Atomic bool done;
+} Sleeper;
+
+static void *sleeper_main(void *arg) {
+        Sleeper *sl = arg;
+
+        /* -EAGAIN: a spurious wake-up, sleep again. */
+        do
+                sl->result = ringbuf_sleep(&sl->rb, now_ns(CLOCK_MONOTONIC) + 60 * SECOND);
+        while (sl->result == -EAGAIN);
+        atomic_store(&sl->done, true);
+        return NULL;
+}
+
+/* Two threads of one consumer asleep on the same ring (a caller waiting for its reply and the
+ * connection's event-loop watcher): one record wakes both, and neither's wake-up withdraws the
+ * other's announcement. A broken count never reaches 2; a wake-up of one thread leaves the
+ * other asleep for a minute, and the test fails after 30 s. */
+START_TEST(test_two_sleeping_consumer_threads_are_woken) {
+        Sleeper sl[2] = { 0 };
+        pthread_t th[2];
+        uint64_t deadline;
+        TestRing t;
+
+        ring_setup(&t, 1024);
+        for (int i = 0; i < 2; i++) {
+                sl[i].rb = t.cons;
+                ck_assert_int_eq(pthread_create(&th[i], NULL, sleeper_main, &sl[i]), 0);
+        }
+        ck_assert_msg(wait_word(&t.hdr->consumer_sleeping, 2, 30 * SECOND), "both threads never announced their sleep");
+        ck_assert_int_eq(ringbuf_push(&t.prod, "both", 4, SECOND), 0);
+        deadline = deadline_after(30 * SECOND);
+        while (!atomic_load(&sl[0].done) || !atomic_load(&sl[1].done))
+                ck_assert_msg(now_ns(CLOCK_MONOTONIC) < deadline, "a sleeping thread was not woken");
+        for (int i = 0; i < 2; i++) {
+                ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+                ck_assert_int_eq(sl[i].result, 0);
+        }
+        ck_assert_uint_eq(atomic_load(&t.hdr->consumer_sleeping), 0);
+        ring_teardown(&t);
+}
+END_TEST
+
 START_TEST(test_wait_times_out_when_idle) {
         TestRing t;
 
@@ -433,6 +480,7 @@ Suite *test_suite(void) {
         tcase_add_test(tc, test_producer_waits_for_space);
         tcase_add_test(tc, test_sleeping_consumer_is_woken);
         tcase_add_test(tc, test_v1_consumer_without_sleep_flag_is_woken);
+        tcase_add_test(tc, test_two_sleeping_consumer_threads_are_woken);
         tcase_add_test(tc, test_wait_times_out_when_idle);
         tcase_add_test(tc, test_corrupt_headers_rejected);
         tcase_add_test(tc, test_corrupt_records_rejected);
