@@ -223,11 +223,12 @@ static bool probe_slow(double p) {
         return probe_ref > 0 && (p == 0 || p > 1.6 * probe_ref || p < probe_ref / 1.6);
 }
 
-/* Before a job: a quiet machine and the run's usual probe, trying for a while. */
+/* Before a job: a quiet machine and the run's usual probe, trying for a while (the host keeps
+ * our vCPUs apart for seconds at a time: up to ~15 s). */
 static void settle(const Env *env) {
         if (arg_quick)
                 return;
-        for (unsigned i = 0; i < 5; i++) {
+        for (unsigned i = 0; i < 50; i++) {
                 wait_quiet(env);
                 if (!probe_slow(peer_probe(env)))
                         return;
