@@ -213,8 +213,16 @@ static void probe_calibrate(const Env *env) {
 
         if (arg_quick)
                 return;
-        for (unsigned i = 0; i < 7; i++)
+        /* After the daemons have settled (iox-roudi starting up competes with the probe), and
+         * spread over a second and a half, so that one moment's placement does not decide. */
+        wait_quiet(env);
+        for (unsigned i = 0; i < 7; i++) {
+                struct timespec ts = { .tv_nsec = 250000000 };
+
+                if (i > 0)
+                        nanosleep(&ts, NULL);
                 p[i] = peer_probe(env);
+        }
         qsort(p, 7, sizeof(double), cmp_double);
         probe_ref = p[3];
 }
