@@ -367,10 +367,21 @@ static void schedule_lock_check(Reaper *r) {
 
 /* ---- watches ---- */
 
+/* A process that sent its last requests (Unregister, typically) and exited at once may be seen
+ * dead before they are read: serve what the submission ring holds first, so that a clean exit
+ * is logged as one and its Unregister is not refused as coming from an unknown client. */
+static void reap_dead(Broker *b, uint64_t client_id, const char *reason) {
+        broker_drain(b);
+        reaper_reap(b, client_id, true, reason);
+}
+
 static int on_pidfd(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         ClientWatch *w = userdata;
+        /* Serving requests may reap this client and free w: copy what we need first. */
+        Broker *b = w->reaper->broker;
+        uint64_t client_id = w->client_id;
 
-        reaper_reap(w->reaper->broker, w->client_id, true, "its process died");
+        reap_dead(b, client_id, "its process died");
         return 0;
 }
 
@@ -431,11 +442,18 @@ static int on_cgroup_events(sd_event_source *s, const struct inotify_event *ev, 
         if (!empty)
                 return 0;
 
-        /* Reaping drops the watch's users, which may free w: copy what we need first. */
+        /* Serving requests and reaping drop the watch's users, which may free w: copy what we
+         * need first. */
+        _cleanup_free_ char *cgroup = strdup(w->path);
+        if (cgroup) {
+                /* (Without the memory for the copy, reap without serving first.) */
+                l.cgroup = cgroup;
+                broker_drain(r->broker);
+        }
         (void) registry_foreach_client(r->broker->registry, collect_in_cgroup, &l);
         if (l.n > 0)
                 log_ctx(LOG_NOTICE, NULL, &((LogContext) { .unit = NULL }),
-                        "cgroup %s is empty: reaping its %zu client(s)", w->path, l.n);
+                        "cgroup %s is empty: reaping its %zu client(s)", l.cgroup, l.n);
         for (size_t i = 0; i < l.n; i++)
                 reaper_reap(r->broker, l.ids[i], true, "its cgroup emptied");
         free(l.ids);

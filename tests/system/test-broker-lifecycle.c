@@ -482,6 +482,59 @@ END_TEST
  * stopped, and registers it. Whether the broker handles the death first (reaping on its
  * pidfd) or the Register (finding the owner dead and reaping it there), the Register is OK,
  * and the new file, which is not the dead client's, is left alone (dev/ino). */
+/* A client that sends Unregister and exits at once (what ring_conn_close() then exit() does)
+ * is removed as having unregistered, whichever of its exit and its request the broker sees
+ * first: not reaped as dead, and its Unregister not refused as coming from an unknown client. */
+START_TEST(test_unregister_then_exit_is_a_clean_exit) {
+        V1Client observer = V1CLIENT_NULL;
+        int status;
+        uint64_t t0;
+        pid_t child;
+
+        broker_fixture_start(&broker, NULL);
+        client_open(&observer, "observer", 0, getpid());
+        for (int round = 0; round < 20; round++) {
+                child = broker_fixture_fork_helper();
+                ck_assert_int_ge(child, 0);
+                if (child == 0) {
+                        V1Client v = V1CLIENT_NULL;
+                        V1Reply rp = V1REPLY_NULL;
+
+                        if (v1client_open(&v, broker.bus, 0) < 0 ||
+                            v1client_register(&v, "leaver", 0, getpid(), &rp) < 0 ||
+                            v1client_reply_status(&rp) != CONTROL_STATUS_OK)
+                                _exit(2);
+                        v1client_reply_done(&rp);
+                        if (v1client_publish(&v, "leaver-ch", SCHEMA, "", &rp) < 0 ||
+                            v1client_reply_status(&rp) != CONTROL_STATUS_OK)
+                                _exit(3);
+                        v1client_reply_done(&rp);
+                        /* Long enough for the broker's ring watcher to fall asleep, so that
+                         * the pidfd races a futex wake-up, as after a real client's idle time. */
+                        nap_ms(30);
+                        /* Unregister has no reply: push it and exit without waiting. */
+                        _exit(v1client_unregister(&v) < 0 ? 4 : 0);
+                }
+                ck_assert_int_eq(broker_fixture_wait_pid(child, V1CLIENT_TIMEOUT_NS, &status), 0);
+                ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the client failed (status %d)", status);
+                t0 = now_ns(CLOCK_MONOTONIC);
+                while (channel_listed(&observer, "leaver-ch")) {
+                        ck_assert_msg(now_ns(CLOCK_MONOTONIC) - t0 < (uint64_t) REAP_DEADLINE_NS,
+                                      "the client's channel outlived it by 5 s");
+                        nap_ms(1);
+                }
+        }
+        if (broker_fixture_log_count(&broker, "it unregistered") != 20 ||
+            broker_fixture_log_count(&broker, "its process died") != 0 ||
+            broker_fixture_log_count(&broker, "unknown client") != 0)
+                broker_fixture_print_log(&broker, 60);
+        ck_assert_int_eq(broker_fixture_log_count(&broker, "its process died"), 0);
+        ck_assert_int_eq(broker_fixture_log_count(&broker, "unknown client"), 0);
+        ck_assert_int_eq(broker_fixture_log_count(&broker, "it unregistered"), 20);
+        v1client_close(&observer);
+}
+END_TEST
+
 START_TEST(test_reply_segment_name_reused_after_death) {
         V1Client heir = V1CLIENT_NULL;
         V1Reply reply = V1REPLY_NULL;
@@ -567,6 +620,7 @@ Suite *test_suite(void) {
         tcase_add_test(tc, test_sigkill_then_fresh_start_cleans_stale);
         tcase_add_test(tc, test_second_broker_leaves_live_bus_alone);
         tcase_add_test(tc, test_killed_client_is_reaped);
+        tcase_add_test(tc, test_unregister_then_exit_is_a_clean_exit);
         tcase_add_test(tc, test_silent_client_is_reaped_after_missed_beats);
         tcase_add_test(tc, test_reply_segment_free_after_missed_beats);
         tcase_add_test(tc, test_reply_segment_name_reused_after_death);
