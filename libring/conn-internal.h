@@ -173,6 +173,9 @@ int schema_check_value(Schema *s, const avro_value_t *value);
 /* Encodes value (of schema s, checked) into buf; returns the length, -EMSGSIZE if it needs
  * more than size bytes. */
 int schema_encode_value(Schema *s, const avro_value_t *value, uint8_t *buf, size_t size);
+/* The same into a buffer kept by the caller (*buf may be NULL), grown when the value does not
+ * fit: an encode that fits walks the value once. */
+int schema_encode_value_grow(Schema *s, const avro_value_t *value, uint8_t **buf, size_t *size);
 int schema_decode_value(Schema *s, const void *data, size_t len, avro_value_t *value);
 
 /* ---- conn.c ---- */

@@ -137,6 +137,11 @@ static void take_next_arena(ring_fn *f) {
         watch_refresh(f->conn);
 }
 
+/* True if t is a mapped target for the reply segment named segment. */
+static bool target_is(const ReplyTarget *t, Text segment) {
+        return t->seg.base && t->name_len == segment.len && memcmp(t->seg.name, segment.ptr, segment.len) == 0;
+}
+
 /* The producer handle of a caller's reply ring, from the cache or freshly mapped. */
 static RingBuf *reply_target(ring_fn *f, Text segment) {
         char name[NAMES_SEGMENT_MAX];
@@ -144,8 +149,7 @@ static RingBuf *reply_target(ring_fn *f, Text segment) {
 
         /* Calls come in runs from one caller: the previous request's target first. A cached
          * name is a checked one, so a request that names it exactly needs no other check. */
-        if (t && t->seg.base && t->name_len == segment.len &&
-            memcmp(t->seg.name, segment.ptr, segment.len) == 0) {
+        if (t && target_is(t, segment)) {
                 t->last_used = ++f->uses;
                 return &t->ring;
         }
@@ -155,8 +159,7 @@ static RingBuf *reply_target(ring_fn *f, Text segment) {
         name[segment.len] = 0;
         for (size_t i = 0; i < REPLY_CACHE; i++) {
                 t = &f->targets[i];
-                if (t->seg.base && t->name_len == segment.len &&
-                    memcmp(t->seg.name, name, segment.len) == 0) {
+                if (target_is(t, segment)) {
                         t->last_used = ++f->uses;
                         f->last_target = t;
                         return &t->ring;

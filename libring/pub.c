@@ -142,37 +142,13 @@ RING_EXPORT int ring_pub_send_raw(ring_pub *p, const void *avro_bytes, size_t le
         return r;
 }
 
-/* Makes value_buf hold at least need bytes; it grows at least twofold, so that a stream of
- * slowly growing values reallocates (and sizes a value twice) only now and then. */
-static int grow_value_buf(ring_pub *p, size_t need) {
-        size_t size = MAX(need, p->value_buf_size * 2);
-        uint8_t *grown;
-
-        grown = realloc(p->value_buf, size);
-        if (!grown)
-                return -ENOMEM;
-        p->value_buf = grown;
-        p->value_buf_size = size;
-        return 0;
-}
-
 RING_EXPORT int ring_pub_send(ring_pub *p, const struct avro_value *value, int timeout_ms) {
-        size_t need;
-        int n, r;
+        int n;
 
         if (!p || !value)
                 return -EINVAL;
-        /* Straight into the buffer of earlier messages; only a value that does not fit is
-         * sized (one more walk over it) before the buffer grows. */
-        n = schema_encode_value(&p->schema, value, p->value_buf, p->value_buf_size);
-        if (n == -EMSGSIZE) {
-                if (avro_value_sizeof((avro_value_t *) value, &need) != 0)
-                        return -EINVAL;
-                r = grow_value_buf(p, need);
-                if (r < 0)
-                        return r;
-                n = schema_encode_value(&p->schema, value, p->value_buf, p->value_buf_size);
-        }
+        /* Straight into the buffer of earlier messages, grown only for a value that does not fit. */
+        n = schema_encode_value_grow(&p->schema, value, &p->value_buf, &p->value_buf_size);
         if (n < 0)
                 return n;
         return ring_pub_send_raw(p, p->value_buf, (size_t) n, timeout_ms);

@@ -296,25 +296,15 @@ RING_EXPORT int ring_rpc_call(ring_rpc *rpc, const struct avro_value *req, struc
         Scratch *s;
         Waiter w = { 0 };
         Text result;
-        size_t need;
         int n, r;
 
         if (!rpc || !req || !resp)
-                return -EINVAL;
-        if (avro_value_sizeof((avro_value_t *) req, &need) != 0)
                 return -EINVAL;
         s = scratch();
         if (!s)
                 return -ENOMEM;
         /* The thread's request buffer grows to the largest request it sent, and stays. */
-        if (s->req_size < MAX(need, (size_t) 1)) {
-                uint8_t *b = realloc(s->req, MAX(need, (size_t) 1));
-                if (!b)
-                        return -ENOMEM;
-                s->req = b;
-                s->req_size = MAX(need, (size_t) 1);
-        }
-        n = schema_encode_value(&rpc->req, req, s->req, s->req_size);
+        n = schema_encode_value_grow(&rpc->req, req, &s->req, &s->req_size);
         if (n < 0)
                 return n;
         /* The response is decoded where it landed: no buffer of the largest possible size. */

@@ -211,7 +211,8 @@ static Codec *codec_take(void) {
         return c;
 }
 
-int schema_encode_value(Schema *s, const avro_value_t *value, uint8_t *buf, size_t size) {
+/* schema_encode_value(); on -EMSGSIZE *ret_need is the size the value needs. */
+static int encode_value(Schema *s, const avro_value_t *value, uint8_t *buf, size_t size, size_t *ret_need) {
         Codec *c;
         avro_writer_t w;
         size_t need;
@@ -237,15 +238,41 @@ int schema_encode_value(Schema *s, const avro_value_t *value, uint8_t *buf, size
         if (r == 0) {
                 int64_t len = avro_writer_tell(w);
                 r = len >= 0 && len <= INT_MAX ? (int) len : -EMSGSIZE;
-        } else if (avro_value_sizeof((avro_value_t *) value, &need) == 0 && need > size)
+        } else if (avro_value_sizeof((avro_value_t *) value, &need) == 0 && need > size) {
+                *ret_need = need;
                 r = -EMSGSIZE;
-        else
+        } else
                 r = -EINVAL;
         if (c)
                 c->busy = false;
         else
                 avro_writer_free(w);
         return r;
+}
+
+int schema_encode_value(Schema *s, const avro_value_t *value, uint8_t *buf, size_t size) {
+        size_t need;
+
+        return encode_value(s, value, buf, size, &need);
+}
+
+int schema_encode_value_grow(Schema *s, const avro_value_t *value, uint8_t **buf, size_t *size) {
+        size_t need = 0;
+        uint8_t *grown;
+        int n;
+
+        n = encode_value(s, value, *buf, *size, &need);
+        if (n != -EMSGSIZE)
+                return n;
+        /* At least twofold, so that slowly growing values reallocate (and are sized) only now
+         * and then. */
+        need = MAX(need, *size * 2);
+        grown = realloc(*buf, need);
+        if (!grown)
+                return -ENOMEM;
+        *buf = grown;
+        *size = need;
+        return encode_value(s, value, *buf, *size, &need);
 }
 
 int schema_decode_value(Schema *s, const void *data, size_t len, avro_value_t *value) {

@@ -113,19 +113,7 @@ int avrobin_get_bool(AvroReader *reader, bool *ret) {
 }
 
 int avrobin_get_text(AvroReader *reader, Text *ret) {
-        AvroReader copy = *reader;
-        int64_t n;
-        int r;
-
-        r = avrobin_get_long(&copy, &n);
-        if (r < 0)
-                return r;
-        if (n < 0 || (uint64_t) n > copy.len - copy.pos)
-                return -EBADMSG;
-        *ret = (Text) { .ptr = (const char *) copy.buf + copy.pos, .len = (size_t) n };
-        copy.pos += (size_t) n;
-        *reader = copy;
-        return 0;
+        return avrobin_decode_text(reader->buf, reader->len, &reader->pos, ret);
 }
 
 int avrobin_get_block_count(AvroReader *reader, int64_t *ret) {

@@ -75,53 +75,55 @@ static inline uint64_t avrobin_pack7(uint64_t w) {
  * path reads a few per call, one of them a 10-byte fingerprint. */
 static inline __attribute__((always_inline)) int avrobin_decode_long(const uint8_t *buf, size_t len,
                                                                     size_t *pos, int64_t *ret) {
-        size_t at = *pos, avail = at < len ? len - at : 0, n;
-        uint64_t z, last;
+        size_t at = *pos, avail = at < len ? len - at : 0, n = 0;
+        uint64_t z = 0, last = 0x80;    /* 0x80: the varint goes on */
 
         if (avail > 0 && buf[at] < 0x80) {
                 z = buf[at];
                 n = 1;
-        } else if (avail >= 8) {
-                uint64_t w = unaligned_read_le64(buf + at);
-                /* The bytes without a continuation bit; the first of them ends the varint. */
-                uint64_t stops = ~w & UINT64_C(0x8080808080808080);
-
-                if (stops) {
-                        n = (size_t) (__builtin_ctzll(stops) >> 3) + 1;
-                        if (n < 8)
-                                w &= (UINT64_C(1) << (8 * n)) - 1;
-                        last = w >> (8 * (n - 1));
-                        z = avrobin_pack7(w);
-                } else {
-                        z = avrobin_pack7(w);
-                        n = 8;
-                        do {
-                                if (n >= avail)
-                                        return -EBADMSG;
-                                last = buf[at + n];
-                                z |= (last & 0x7f) << (7 * n);
-                                n++;
-                        } while (last >= 0x80 && n < AVROBIN_LONG_MAX);
-                        if (last > (n == AVROBIN_LONG_MAX ? 1u : 0x7fu))
-                                return -EBADMSG;
-                }
-                if (last == 0)
-                        return -EBADMSG;        /* n > 1 here: buf[at] has its continuation bit */
         } else {
-                z = 0;
-                n = 0;
-                do {
+                if (avail >= 8) {
+                        uint64_t w = unaligned_read_le64(buf + at);
+                        /* The bytes without a continuation bit; the first of them ends the varint. */
+                        uint64_t stops = ~w & UINT64_C(0x8080808080808080);
+
+                        if (stops) {
+                                n = (size_t) (__builtin_ctzll(stops) >> 3) + 1;
+                                if (n < 8)
+                                        w &= (UINT64_C(1) << (8 * n)) - 1;
+                                last = w >> (8 * (n - 1));
+                        } else
+                                n = 8;
+                        z = avrobin_pack7(w);
+                }
+                /* Byte by byte: fewer than eight bytes left, or eight with continuation bits. */
+                while (last >= 0x80 && n < AVROBIN_LONG_MAX) {
                         if (n >= avail)
                                 return -EBADMSG;
                         last = buf[at + n];
                         z |= (last & 0x7f) << (7 * n);
                         n++;
-                } while (last >= 0x80);
-                if (last == 0)
+                }
+                /* n > 1 here (buf[at] has its continuation bit): a final zero is padding. */
+                if (last > (n == AVROBIN_LONG_MAX ? 1u : 0x7fu) || last == 0)
                         return -EBADMSG;
         }
         *pos = at + n;
         *ret = (int64_t) ((z >> 1) ^ (~(z & 1) + 1));
+        return 0;
+}
+
+/* Reads an Avro string or bytes at buf[*pos] as a view into buf and advances *pos past it;
+ * -EBADMSG, with *pos untouched, for a bad length. avrobin_get_text() is this. */
+static inline __attribute__((always_inline)) int avrobin_decode_text(const uint8_t *buf, size_t len,
+                                                                    size_t *pos, Text *ret) {
+        size_t at = *pos;
+        int64_t n;
+
+        if (avrobin_decode_long(buf, len, &at, &n) < 0 || n < 0 || (uint64_t) n > len - at)
+                return -EBADMSG;
+        *ret = (Text) { .ptr = (const char *) buf + at, .len = (size_t) n };
+        *pos = at + (size_t) n;
         return 0;
 }
 

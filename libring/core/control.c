@@ -646,19 +646,6 @@ int control_decode(const void *record, size_t len, ControlMsg *ret) {
  * check holds to schemas/control.avsc; the unit test holds these functions to
  * control_encode() and control_decode(), byte for byte and verdict for verdict. */
 
-/* avrobin_get_text(), inline. */
-static inline __attribute__((always_inline)) int get_text(const uint8_t *buf, size_t len, size_t *pos,
-                                                        Text *ret) {
-        size_t at = *pos;
-        int64_t n;
-
-        if (avrobin_decode_long(buf, len, &at, &n) < 0 || n < 0 || (uint64_t) n > len - at)
-                return -EBADMSG;
-        *ret = (Text) { .ptr = (const char *) buf + at, .len = (size_t) n };
-        *pos = at + (size_t) n;
-        return 0;
-}
-
 /* The body of a record that must be of wire type wt. */
 static int rpc_body(const void *record, size_t len, ControlType wt, Frame *ret) {
         int r;
@@ -713,8 +700,19 @@ int control_rpc_response_ok_const(int64_t result_fp, ControlRpcConst *ret) {
         return rpc_const_done(&w, CONTROL_RPC_RESPONSE, &k, ret);
 }
 
+/* Completes a head whose fields end at p (the data's length last): the frame header, whose
+ * body is those fields and the data_len bytes of data after them. */
+static int finish_rpc_head(uint8_t *buf, const uint8_t *p, uint64_t frame_fp, size_t data_len) {
+        size_t body_head = (size_t) (p - buf) - FRAME_HEADER_SIZE;
+
+        if (data_len > UINT32_MAX - body_head)
+                return -EMSGSIZE;
+        frame_header_encode(buf, frame_fp, (uint32_t) (body_head + data_len));
+        return (int) (p - buf);
+}
+
 int control_rpc_head(const ControlRpcConst *k, int64_t correlation_id, size_t data_len, uint8_t *buf) {
-        size_t n = MIN(k->len, sizeof(k->bytes)), body_head;
+        size_t n = MIN(k->len, sizeof(k->bytes));
         uint8_t *p = buf + FRAME_HEADER_SIZE;
 
         /* correlation_id, the constant fields, then the data: its length, then its bytes. */
@@ -724,17 +722,12 @@ int control_rpc_head(const ControlRpcConst *k, int64_t correlation_id, size_t da
         if (data_len > INT64_MAX)
                 return -EMSGSIZE;
         p += avrobin_encode_long(p, (int64_t) data_len);
-        body_head = (size_t) (p - buf) - FRAME_HEADER_SIZE;
-        if (data_len > UINT32_MAX - body_head)
-                return -EMSGSIZE;
-        frame_header_encode(buf, k->frame_fp, (uint32_t) (body_head + data_len));
-        return (int) (p - buf);
+        return finish_rpc_head(buf, p, k->frame_fp, data_len);
 }
 
 int control_rpc_response_head(int64_t correlation_id, int32_t status, Text message, int64_t result_fp,
                               size_t result_len, uint8_t *buf, size_t size) {
         uint8_t *p;
-        size_t body_head;
         int r;
 
         if (!buf || (!message.ptr && message.len > 0))
@@ -754,11 +747,7 @@ int control_rpc_response_head(int64_t correlation_id, int32_t status, Text messa
         p += message.len;
         p += avrobin_encode_long(p, result_fp);
         p += avrobin_encode_long(p, (int64_t) result_len);
-        body_head = (size_t) (p - buf) - FRAME_HEADER_SIZE;
-        if (result_len > UINT32_MAX - body_head)
-                return -EMSGSIZE;
-        frame_header_encode(buf, fingerprints[CONTROL_RPC_RESPONSE], (uint32_t) (body_head + result_len));
-        return (int) (p - buf);
+        return finish_rpc_head(buf, p, fingerprints[CONTROL_RPC_RESPONSE], result_len);
 }
 
 int control_decode_rpc_request(const void *record, size_t len, ControlRpcRequest *ret) {
@@ -774,9 +763,9 @@ int control_decode_rpc_request(const void *record, size_t len, ControlRpcRequest
                 return r;
         if (avrobin_decode_long(f.body, f.body_len, &pos, &m.correlation_id) < 0 ||
             avrobin_decode_long(f.body, f.body_len, &pos, &m.caller_id) < 0 ||
-            get_text(f.body, f.body_len, &pos, &m.reply_segment) < 0 ||
+            avrobin_decode_text(f.body, f.body_len, &pos, &m.reply_segment) < 0 ||
             avrobin_decode_long(f.body, f.body_len, &pos, &m.arg_fp) < 0 ||
-            get_text(f.body, f.body_len, &pos, &m.args) < 0 || pos != f.body_len)
+            avrobin_decode_text(f.body, f.body_len, &pos, &m.args) < 0 || pos != f.body_len)
                 return -EBADMSG;
         *ret = m;
         return 0;
@@ -797,9 +786,9 @@ int control_decode_rpc_response(const void *record, size_t len, ControlRpcRespon
         /* status is an Avro int: a long outside int32 is malformed, as in avrobin_get_int(). */
         if (avrobin_decode_long(f.body, f.body_len, &pos, &m.correlation_id) < 0 ||
             avrobin_decode_long(f.body, f.body_len, &pos, &status) < 0 || status < INT32_MIN ||
-            status > INT32_MAX || get_text(f.body, f.body_len, &pos, &m.message) < 0 ||
+            status > INT32_MAX || avrobin_decode_text(f.body, f.body_len, &pos, &m.message) < 0 ||
             avrobin_decode_long(f.body, f.body_len, &pos, &m.result_fp) < 0 ||
-            get_text(f.body, f.body_len, &pos, &m.result) < 0 || pos != f.body_len)
+            avrobin_decode_text(f.body, f.body_len, &pos, &m.result) < 0 || pos != f.body_len)
                 return -EBADMSG;
         m.status = (int32_t) status;
         *ret = m;

@@ -2,41 +2,20 @@
 /*
  * The broker's tables (registry.h). Balanced trees from <search.h> give O(log n) lookups by id
  * and by name, which keeps Register/Subscribe/Lookup flat up to tens of thousands of clients,
- * and in-order walks for the admin view; clients are also indexed by reply segment name in a
- * hash table (SegmentIndex). Only bookkeeping lives here: no I/O, no policy.
+ * and in-order walks for the admin view; clients are indexed by id and by reply segment name.
+ * Only bookkeeping lives here: no I/O, no policy.
  */
-#include <assert.h>
 #include <errno.h>
 #include <search.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
-
 #include "macro.h"
 #include "registry.h"
 
-#define SEGMENT_INDEX_MIN_SLOTS 64
-
-typedef struct SegmentSlot {
-        Client *client;                 /* NULL: free */
-        uint64_t hash;                  /* of client->reply_seg.name, so probes and moves skip strcmp */
-} SegmentSlot;
-
-/* Clients by reply segment name: open addressing with linear probing, at most 3/4 full (so
- * every probe run ends at a free slot), deletion by backward shift (no tombstones). The
- * hash is SipHash-2-4 under a random key: clients choose their segment names and must not be
- * able to pile them into one probe run. */
-typedef struct SegmentIndex {
-        SegmentSlot *slots;
-        size_t mask;                    /* slot count - 1, a power of two; 0 while slots is NULL */
-        size_t n;
-        unsigned char key[crypto_shorthash_KEYBYTES];
-} SegmentIndex;
-
 struct Registry {
-        SegmentIndex by_segment;        /* Client*, by reply segment name */
         void *clients;                  /* Client*, by id */
+        void *clients_by_segment;       /* Client*, by reply segment name */
         void *channels;                 /* Channel*, by id */
         void *channels_by_name;         /* Channel*, by name */
         void *functions;                /* Function*, by id */
@@ -49,6 +28,10 @@ struct Registry {
 static int cmp_client_id(const void *a, const void *b) {
         uint64_t x = ((const Client *) a)->id, y = ((const Client *) b)->id;
         return x < y ? -1 : x > y;
+}
+
+static int cmp_client_segment(const void *a, const void *b) {
+        return strcmp(((const Client *) a)->reply_seg.name, ((const Client *) b)->reply_seg.name);
 }
 
 static int cmp_channel_id(const void *a, const void *b) {
@@ -69,93 +52,14 @@ static int cmp_function_name(const void *a, const void *b) {
         return strcmp(((const Function *) a)->name, ((const Function *) b)->name);
 }
 
-static uint64_t segment_hash(const SegmentIndex *x, const char *name) {
-        unsigned char out[crypto_shorthash_BYTES];
-        uint64_t h;
-
-        crypto_shorthash(out, (const unsigned char *) name, strlen(name), x->key);
-        memcpy(&h, out, sizeof(h));
-        return h;
-}
-
-static SegmentSlot *segment_find(const SegmentIndex *x, const char *name, uint64_t hash) {
-        if (!x->slots)
-                return NULL;
-        for (size_t i = hash & x->mask;; i = (i + 1) & x->mask) {
-                SegmentSlot *s = &x->slots[i];
-
-                if (!s->client)
-                        return NULL;
-                if (s->hash == hash && strcmp(s->client->reply_seg.name, name) == 0)
-                        return s;
-        }
-}
-
-static void segment_place(SegmentSlot *slots, size_t mask, Client *c, uint64_t hash) {
-        size_t i = hash & mask;
-
-        while (slots[i].client)
-                i = (i + 1) & mask;
-        slots[i] = (SegmentSlot) { .client = c, .hash = hash };
-}
-
-static int segment_insert(SegmentIndex *x, Client *c) {
-        uint64_t hash = segment_hash(x, c->reply_seg.name);
-
-        if (segment_find(x, c->reply_seg.name, hash))
-                return -EEXIST;
-        if (!x->slots || 4 * (x->n + 1) > 3 * (x->mask + 1)) {
-                size_t size = x->slots ? 2 * (x->mask + 1) : SEGMENT_INDEX_MIN_SLOTS;
-                SegmentSlot *slots = calloc(size, sizeof(*slots));
-
-                if (!slots)
-                        return -ENOMEM;
-                for (size_t i = 0; x->slots && i <= x->mask; i++)
-                        if (x->slots[i].client)
-                                segment_place(slots, size - 1, x->slots[i].client, x->slots[i].hash);
-                free(x->slots);
-                x->slots = slots;
-                x->mask = size - 1;
-        }
-        segment_place(x->slots, x->mask, c, hash);
-        x->n++;
-        return 0;
-}
-
-static void segment_erase(SegmentIndex *x, const Client *c) {
-        SegmentSlot *s = segment_find(x, c->reply_seg.name, segment_hash(x, c->reply_seg.name));
-        size_t hole, j;
-
-        /* Names are unique in the index and every registered client is in it. */
-        assert(s && s->client == c);
-        hole = j = (size_t) (s - x->slots);
-        /* Close the hole: a later member of the probe run moves into it unless the hole lies
-         * before that member's home slot (then lookups starting at home would miss it). */
-        for (;;) {
-                j = (j + 1) & x->mask;
-                if (!x->slots[j].client)
-                        break;
-                if (((j - (x->slots[j].hash & x->mask)) & x->mask) >= ((j - hole) & x->mask)) {
-                        x->slots[hole] = x->slots[j];
-                        hole = j;
-                }
-        }
-        x->slots[hole] = (SegmentSlot) {};
-        x->n--;
-}
-
 int registry_new(Registry **ret) {
         Registry *r;
 
         if (!ret)
                 return -EINVAL;
-        /* Idempotent and thread-safe; seeds the generator behind the index key. */
-        if (sodium_init() < 0)
-                return -EIO;
         r = calloc(1, sizeof(*r));
         if (!r)
                 return -ENOMEM;
-        crypto_shorthash_keygen(r->by_segment.key);
         *ret = r;
         return 0;
 }
@@ -179,12 +83,12 @@ Registry *registry_free(Registry *r) {
         if (!r)
                 return NULL;
         /* The by-name trees share their objects with the by-id trees: free those once. */
+        tdestroy(r->clients_by_segment, no_free);
         tdestroy(r->channels_by_name, no_free);
         tdestroy(r->functions_by_name, no_free);
         tdestroy(r->channels, free_channel_node);
         tdestroy(r->functions, free_function_node);
         tdestroy(r->clients, free_client_node);
-        free(r->by_segment.slots);
         free(r);
         return NULL;
 }
@@ -228,14 +132,15 @@ int registry_add_client(Registry *r, Client *c) {
 
         if (!r || !c || c->id == 0 || !c->reply_seg.name[0])
                 return -EINVAL;
-        if (find(&r->clients, c, cmp_client_id))
+        if (find(&r->clients, c, cmp_client_id) || find(&r->clients_by_segment, c, cmp_client_segment))
                 return -EEXIST;
-        k = segment_insert(&r->by_segment, c);
+        k = insert(&r->clients, c, cmp_client_id);
         if (k < 0)
                 return k;
-        if (insert(&r->clients, c, cmp_client_id) < 0) {
-                segment_erase(&r->by_segment, c);
-                return -ENOMEM;
+        k = insert(&r->clients_by_segment, c, cmp_client_segment);
+        if (k < 0) {
+                tdelete(c, &r->clients, cmp_client_id);
+                return k;
         }
         r->n_clients++;
         return 0;
@@ -285,12 +190,13 @@ Client *registry_client(const Registry *r, uint64_t id) {
 }
 
 Client *registry_client_by_reply_segment(const Registry *r, const char *name) {
-        SegmentSlot *s;
+        Client key;
 
-        if (!name)
+        /* The name lives in the client (Segment.name), not behind a pointer: copy it into a key. */
+        if (!name || strlen(name) >= sizeof(key.reply_seg.name))
                 return NULL;
-        s = segment_find(&r->by_segment, name, segment_hash(&r->by_segment, name));
-        return s ? s->client : NULL;
+        strcpy(key.reply_seg.name, name);
+        return find(&r->clients_by_segment, &key, cmp_client_segment);
 }
 
 Channel *registry_channel(const Registry *r, uint64_t id) {
@@ -314,7 +220,7 @@ Client *registry_remove_client(Registry *r, uint64_t id) {
         if (!c)
                 return NULL;
         tdelete(c, &r->clients, cmp_client_id);
-        segment_erase(&r->by_segment, c);
+        tdelete(c, &r->clients_by_segment, cmp_client_segment);
         r->n_clients--;
         return c;
 }

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -45,4 +46,11 @@ const char *test_srcdir_path(const char *rel, char *buf, size_t size) {
 
         snprintf(buf, size, "%s/%s", top ? top : "..", rel);
         return buf;
+}
+
+void test_nap_ms(unsigned ms) {
+        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
+
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
 }

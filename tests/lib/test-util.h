@@ -21,5 +21,8 @@ void test_shm_name(char *buf, size_t size, const char *tag);
 int test_wait_child(pid_t pid);
 /* Seed from $TEST_SEED or the clock; printed as a TAP comment so a failure can be replayed. */
 uint64_t test_seed(void);
+/* Sleeps ms milliseconds (resumed after signals): a polling loop's pause between looks at a
+ * deadline, never a way to synchronise. */
+void test_nap_ms(unsigned ms);
 /* The absolute path of a file under the source tree ($TOP_SRCDIR, else ".."). */
 const char *test_srcdir_path(const char *rel, char *buf, size_t size);

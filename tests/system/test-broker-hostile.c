@@ -48,13 +48,6 @@ static void teardown(void) {
         broker_fixture_done(&broker);
 }
 
-static void nap_ms(unsigned ms) {
-        struct timespec ts = timespec_from_ns(ms * NSEC_PER_MSEC);
-
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
 static uint64_t rng_state;
 
 static uint64_t rng_next(void) {
@@ -446,7 +439,7 @@ static uint64_t corrupt_submission(V1Client *c, uint32_t claimed_len, uint32_t a
         while (!atomic_compare_exchange_strong(&s->prod_lock, &expected, 1)) {
                 ck_assert_msg(now_ns(CLOCK_MONOTONIC) < deadline, "submission lock never free");
                 expected = 0;
-                nap_ms(1);
+                test_nap_ms(1);
         }
         atomic_store(&s->lock_owner, (uint32_t) getpid());
         head = atomic_load(&s->head);
@@ -473,7 +466,7 @@ static void wait_consumed(V1Client *c, uint64_t head, const char *what) {
                               "%s: the broker did not resynchronise the submission ring in 5 s "
                               "(head %" PRIu64 " tail %" PRIu64 ")", what, atomic_load(&s->head),
                               atomic_load(&s->tail));
-                nap_ms(1);
+                test_nap_ms(1);
         }
 }
 
@@ -1122,7 +1115,7 @@ START_TEST(test_lock_holder_dies_with_a_waiter) {
         deadline = deadline_after(V1CLIENT_TIMEOUT_NS);
         while (atomic_load(&s->prod_lock) != 2) {
                 ck_assert_msg(now_ns(CLOCK_MONOTONIC) < deadline, "the waiter never waited for the lock");
-                nap_ms(1);
+                test_nap_ms(1);
         }
 
         /* The holder dies; the waiter gets through. */

@@ -42,13 +42,6 @@ static void teardown(void) {
         broker_fixture_done(&broker);
 }
 
-static void nap_ms(unsigned ms) {
-        struct timespec ts = timespec_from_ns(ms * NSEC_PER_MSEC);
-
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
 static double ms_since(uint64_t t0) {
         return (double) (now_ns(CLOCK_MONOTONIC) - t0) / (double) NSEC_PER_MSEC;
 }
@@ -356,7 +349,7 @@ START_TEST(test_killed_client_is_reaped) {
                         reaped_ms = ms_since(t0);
                         break;
                 }
-                nap_ms(5);
+                test_nap_ms(5);
         }
         ck_assert_msg(reaped_ms >= 0, "a client killed with SIGKILL was not reaped within 5 s");
         printf("# SIGKILLed client reaped after %.1f ms (spec: within 1 s)%s\n", reaped_ms,
@@ -399,7 +392,7 @@ START_TEST(test_silent_client_is_reaped_after_missed_beats) {
                         reaped_ms = ms_since(t_silent);
                         break;
                 }
-                nap_ms(20);
+                test_nap_ms(20);
         }
         ck_assert_msg(reaped_ms >= 0, "a client (heartbeat 100 ms) that went silent was not reaped in 5 s");
         printf("# silent client (heartbeat_ms=100) reaped %.1f ms after its last record (expected ~300)\n",
@@ -410,7 +403,7 @@ START_TEST(test_silent_client_is_reaped_after_missed_beats) {
         /* Four periods of "beating" after its registration: heartbeats kept it alive. */
         while (now_ns(CLOCK_MONOTONIC) < t_beating + 4 * 500 * NSEC_PER_MSEC) {
                 ck_assert_int_eq(v1client_heartbeat(&beating, ++seq), 0);
-                nap_ms(50);
+                test_nap_ms(50);
         }
         ck_assert_msg(channel_listed(&observer, "beating-ch"), "a client that kept heartbeating was reaped");
 
@@ -422,7 +415,7 @@ START_TEST(test_silent_client_is_reaped_after_missed_beats) {
                         beating_ms = ms_since(t_beating);
                         break;
                 }
-                nap_ms(20);
+                test_nap_ms(20);
         }
         ck_assert_msg(beating_ms >= 0, "a client (heartbeat 500 ms) that went silent was not reaped in 5 s");
         printf("# client with heartbeat_ms=500 reaped %.1f ms after its last heartbeat (expected ~1500)\n",
@@ -467,7 +460,7 @@ START_TEST(test_reply_segment_free_after_missed_beats) {
                 }
                 ck_assert_msg(status == CONTROL_STATUS_EXISTS, "status %s", control_status_name(status));
                 exists++;
-                nap_ms(20);
+                test_nap_ms(20);
         }
         ck_assert_msg(freed_ms >= 0, "the segment of a client that went silent was not freed in 5 s");
         printf("# segment of a silent client (heartbeat_ms=100) free after %.1f ms, %u EXISTS before\n",
@@ -511,7 +504,7 @@ START_TEST(test_unregister_then_exit_is_a_clean_exit) {
                         v1client_reply_done(&rp);
                         /* Long enough for the broker's ring watcher to fall asleep, so that
                          * the pidfd races a futex wake-up, as after a real client's idle time. */
-                        nap_ms(30);
+                        test_nap_ms(30);
                         /* Unregister has no reply: push it and exit without waiting. */
                         _exit(v1client_unregister(&v) < 0 ? 4 : 0);
                 }
@@ -521,7 +514,7 @@ START_TEST(test_unregister_then_exit_is_a_clean_exit) {
                 while (channel_listed(&observer, "leaver-ch")) {
                         ck_assert_msg(now_ns(CLOCK_MONOTONIC) - t0 < (uint64_t) REAP_DEADLINE_NS,
                                       "the client's channel outlived it by 5 s");
-                        nap_ms(1);
+                        test_nap_ms(1);
                 }
         }
         if (broker_fixture_log_count(&broker, "it unregistered") != 20 ||

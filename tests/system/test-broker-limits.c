@@ -48,13 +48,6 @@ static void teardown(void) {
         broker_fixture_done(&broker);
 }
 
-static void nap_ms(unsigned ms) {
-        struct timespec ts = timespec_from_ns(ms * NSEC_PER_MSEC);
-
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
 static void expect_clean_stop(void) {
         int status;
 
@@ -88,7 +81,7 @@ static int wait_fds(int want) {
         while ((n = count_fds(broker.pid)) < want) {
                 ck_assert_msg(now_ns(CLOCK_MONOTONIC) < deadline,
                               "the broker holds %d descriptors, not %d", n, want);
-                nap_ms(2);
+                test_nap_ms(2);
         }
         return n;
 }
@@ -317,7 +310,7 @@ START_TEST(test_out_of_descriptors_answers_internal) {
                 v1client_close(&late);
                 ck_assert_msg(now_ns(CLOCK_MONOTONIC) < deadline, "Register still refused 5 s after the "
                               "filler died");
-                nap_ms(10);
+                test_nap_ms(10);
         }
         printf("# after the filler died: registered on attempt %d\n", tries);
         sync_with(&late);
