@@ -367,21 +367,18 @@ static void schedule_lock_check(Reaper *r) {
 
 /* ---- watches ---- */
 
-/* A process that sent its last requests (Unregister, typically) and exited at once may be seen
- * dead before they are read: serve what the submission ring holds first, so that a clean exit
- * is logged as one and its Unregister is not refused as coming from an unknown client. */
-static void reap_dead(Broker *b, uint64_t client_id, const char *reason) {
-        broker_drain(b);
-        reaper_reap(b, client_id, true, reason);
-}
-
 static int on_pidfd(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         ClientWatch *w = userdata;
         /* Serving requests may reap this client and free w: copy what we need first. */
         Broker *b = w->reaper->broker;
         uint64_t client_id = w->client_id;
 
-        reap_dead(b, client_id, "its process died");
+        /* A process that sent its last requests (Unregister, typically) and exited at once may
+         * be seen dead before they are read: serve what the submission ring holds first, so
+         * that a clean exit is logged as one and its Unregister is not refused as coming from
+         * an unknown client. (on_cgroup_events() does the same.) */
+        broker_drain(b);
+        reaper_reap(b, client_id, true, "its process died");
         return 0;
 }
 
