@@ -83,8 +83,10 @@ typedef struct Report {
          * our daemons used during the job; the machine was not quiet if it is well above 0. */
         double foreign_cpu;
         /* Set by the orchestrator: the floor's 64 B round trip measured right after the job
-         * (ns), and whether the job counts as disturbed (foreign load, or a slow probe). */
+         * (ns), after a stream job also the floor's 64 KiB stream (msgs/s; 0 when not taken),
+         * and whether the job counts as disturbed (foreign load, or a slow probe). */
         double probe_ns;
+        double probe_bulk;
         bool disturbed;
 } Report;
 
@@ -154,6 +156,7 @@ double peer_wait_quiet(const Env *env, uint64_t max_ns);
  * cache line travels between the two CPUs right now (on a VM it depends on where the host
  * placed the vCPUs). */
 double peer_probe(const Env *env);
+double peer_probe_bulk(const Env *env);
 /* Pins the calling process to cpu (no-op for -1). */
 void peer_pin(int cpu);
 uint64_t peer_now_ns(void);
@@ -228,6 +231,7 @@ typedef struct Run {
         const Env *env;
         double seconds;
         double probe_best_ns;           /* the run's typical probe (0 in quick mode) */
+        double probe_bulk_best;         /* the run's typical bulk probe, msgs/s (0 in quick mode) */
 } Run;
 
 /* Prints the markdown tables and the CSV to stdout, writes them (and the plots, with

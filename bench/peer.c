@@ -198,6 +198,27 @@ double peer_probe(const Env *env) {
         return rep.reps[0].p50;
 }
 
+/* How fast the two CPUs move bulk data between them: the floor's 64 KiB stream through an
+ * arena-sized ring for 50 ms (msgs/s). On a virtual machine it changes threefold from one
+ * minute to the next while the round-trip probe stays put (the host moves our vCPUs between
+ * cores that share a cache, or not, and neighbours compete for it), and every shared-memory
+ * stream of large messages follows it. */
+double peer_probe_bulk(const Env *env) {
+        Job j = {
+                .t = &transport_floor,
+                .wl = WL_STREAM,
+                .size = 65536,
+                .reps = 1,
+                .duration_ns = 50000000,
+                .env = env,
+        };
+        Report rep;
+
+        if (peer_run_job(&j, &rep) < 0 || rep.error < 0 || rep.n_reps == 0)
+                return 0;
+        return rep.reps[0].msgs_per_s;
+}
+
 /* Waits until the machine has been quiet (other processes below the foreign-CPU limit) for
  * 300 ms, at most max_ns; returns the foreign load last seen, in cores. */
 double peer_wait_quiet(const Env *env, uint64_t max_ns) {

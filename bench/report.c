@@ -234,6 +234,12 @@ static void machine(Out *o, const Run *run) {
               "vCPUs; the run's typical probe: %.2f µs); † marks a figure that stayed disturbed after two "
               "more attempts: other processes used more than %.0f%% of a core, or the probe after it was off "
               "the typical one by more than a factor 1.6\n", run->probe_best_ns / 1000, BENCH_FOREIGN_CPU_LIMIT * 100);
+        if (run->probe_bulk_best > 0)
+                md(o, "- before and after each stream, the floor's 64 KiB stream for 50 ms probes how fast the two CPUs "
+                      "move large messages (on a virtual machine it changes threefold from minute to minute while "
+                      "the round trip stays put; the run's typical bulk probe: %.0f k msgs/s); a stream followed by "
+                      "a bulk probe more than a factor 1.6 below it counts as disturbed too\n",
+                   run->probe_bulk_best / 1000);
         else
                 md(o, "- quick mode: no probes, no waiting for a quiet machine, no second attempts\n");
         md(o, "- %s, %s run, %.0f s\n", date, run->quick ? "**quick** (smoke-test figures only)" : "full",
@@ -491,20 +497,21 @@ static void problems(Out *o, const Run *run) {
 
 static void csv_row(Out *o, const char *section, const Transport *t, const Job *j, const char *metric, Summary s,
                     unsigned reps, uint64_t samples, const char *unit, const char *note) {
-        double foreign = 0, probe = 0;
+        double foreign = 0, probe = 0, bulk = 0;
 
         /* The Result that holds j carries the conditions of its job. */
         if (j) {
                 const Report *rep = &((const Result *) ((const char *) j - offsetof(Result, job)))->rep;
                 foreign = rep->foreign_cpu;
                 probe = rep->probe_ns;
+                bulk = rep->probe_bulk;
         }
         char line[512];
 
-        snprintf(line, sizeof(line), "%s,%s,\"%s\",%s,%s,%zu,%s,%.6g,%.6g,%.6g,%u,%llu,%s,%.2f,%.3f,\"%s\"\n",
+        snprintf(line, sizeof(line), "%s,%s,\"%s\",%s,%s,%zu,%s,%.6g,%.6g,%.6g,%u,%llu,%s,%.2f,%.3f,%.0f,\"%s\"\n",
                  section, t ? t->name : "", t ? t->label : "", j ? (j->wl == WL_LATENCY ? "latency" : "stream") : "",
                  j ? (j->gap_ns ? "sleeping" : "hot") : "", j ? j->size : (size_t) 0, metric, s.median, s.min, s.max,
-                 reps, (unsigned long long) samples, unit, foreign, probe / 1000, note ? note : "");
+                 reps, (unsigned long long) samples, unit, foreign, probe / 1000, bulk, note ? note : "");
         fputs(line, stdout);
         if (o->csv)
                 fputs(line, o->csv);
@@ -513,7 +520,7 @@ static void csv_row(Out *o, const char *section, const Transport *t, const Job *
 static void csv(Out *o, const Run *run) {
         static const char header[] =
                 "section,transport,label,workload,regime,size,metric,median,min,max,reps,samples,unit,foreign_cpu,"
-                "probe_us,note\n";
+                "probe_us,probe_bulk_msgs_per_s,note\n";
         Summary none = { NAN, NAN, NAN };
 
         fputs(header, stdout);
