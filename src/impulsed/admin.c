@@ -160,6 +160,17 @@ static json_t *fingerprint_string(uint64_t fp) {
         return json_string(buf);
 }
 
+/* Client ids are random numbers up to 2^63 - 1, and readers that hold JSON numbers as doubles
+ * (jq, JavaScript) would round them: they travel as decimal strings. No client (0) is null. */
+static json_t *client_id_string(uint64_t id) {
+        char buf[20 + 1];
+
+        if (id == 0)
+                return json_null();
+        snprintf(buf, sizeof(buf), "%" PRIu64, id);
+        return json_string(buf);
+}
+
 /* Collects list entries until one message is full, and then stops the walk: a bus with a
  * hundred thousand clients costs the loop one message's worth of JSON, not all of it. */
 typedef struct ListBuild {
@@ -197,8 +208,8 @@ static int list_add(ListBuild *l, json_t *entry) {
 
 static int client_entry(Client *c, void *userdata) {
         return list_add(userdata,
-                        json_pack("{s:I, s:o, s:o, s:I, s:o, s:o, s:I, s:s, s:I}",
-                                  "id", (json_int_t) c->id,
+                        json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:I, s:s, s:I}",
+                                  "id", client_id_string(c->id),
                                   "app", admin_json_string(c->app_name),
                                   /* 0 means an older v1 client that did not send its pid. */
                                   "pid", c->pid > 0 ? json_integer(c->pid) : json_null(),
@@ -212,25 +223,23 @@ static int client_entry(Client *c, void *userdata) {
 
 static int channel_entry(Channel *ch, void *userdata) {
         return list_add(userdata,
-                        json_pack("{s:I, s:o, s:I, s:o, s:o, s:b, s:o, s:s}",
+                        json_pack("{s:I, s:o, s:o, s:o, s:o, s:b, s:o, s:s}",
                                   "id", (json_int_t) ch->id,
                                   "name", admin_json_string(ch->name),
-                                  "owner_id", (json_int_t) ch->owner_id,
+                                  "owner_id", client_id_string(ch->owner_id),
                                   "owner_app", admin_json_string(ch->owner_app),
                                   "schema_fp", fingerprint_string(ch->schema_fp),
                                   "requires_key", ch->key_hash != NULL,
-                                  "subscriber_id", ch->subscriber_id != 0 ?
-                                          json_integer((json_int_t) ch->subscriber_id) :
-                                          json_null(),
+                                  "subscriber_id", client_id_string(ch->subscriber_id),
                                   "arena", ch->arena.name));
 }
 
 static int function_entry(Function *f, void *userdata) {
         return list_add(userdata,
-                        json_pack("{s:I, s:o, s:I, s:o, s:o, s:o, s:b, s:s}",
+                        json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:b, s:s}",
                                   "id", (json_int_t) f->id,
                                   "name", admin_json_string(f->name),
-                                  "owner_id", (json_int_t) f->owner_id,
+                                  "owner_id", client_id_string(f->owner_id),
                                   "owner_app", admin_json_string(f->owner_app),
                                   "req_fp", fingerprint_string(f->req_fp),
                                   "resp_fp", fingerprint_string(f->resp_fp),

@@ -132,9 +132,9 @@ static const char *member(const json_t *o, const char *key, char *buf, size_t si
 /* "app (id)" for an owner. */
 static const char *owner(const json_t *o, char *buf, size_t size) {
         const char *app = json_string_value(json_object_get(o, "owner_app"));
+        char id[32];
 
-        snprintf(buf, size, "%s (%" JSON_INTEGER_FORMAT ")", app ? app : "?",
-                 json_integer_value(json_object_get(o, "owner_id")));
+        snprintf(buf, size, "%s (%s)", app ? app : "?", member(o, "owner_id", id, sizeof(id)) ?: "?");
         return buf;
 }
 

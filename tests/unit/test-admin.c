@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -142,13 +143,18 @@ static void teardown(void) {
 
 /* --- filling the registry --- */
 
+/* The broker's client ids are random up to 2^63 - 1. These start past 2^53, where a double (jq,
+ * JavaScript) can no longer hold every integer, so that an id rounded on the way shows. */
+#define CLIENT_ID(n) (UINT64_C(9007199254740992) + (n))
+
 static void add_client(const char *app, pid_t pid, uid_t uid, const char *unit,
                        const char *cgroup) {
         static uint64_t next_id;
         Client *c = calloc(1, sizeof(*c));
+        uint64_t n = ++next_id;
 
         ck_assert_ptr_nonnull(c);
-        c->id = ++next_id;
+        c->id = CLIENT_ID(n);
         c->app_name = strdup(app);
         c->pid = pid;
         c->uid = uid;
@@ -158,7 +164,7 @@ static void add_client(const char *app, pid_t pid, uid_t uid, const char *unit,
         snprintf(c->reply_seg.name, sizeof(c->reply_seg.name), "/impulse-ring-%s.cli.%llu.v1",
                  S.fixture.bus, (unsigned long long) c->id);
         c->heartbeat_ms = 500;
-        c->replies_dropped = c->id * 10;
+        c->replies_dropped = n * 10;
         ck_assert_int_eq(registry_add_client(S.broker.registry, c), 0);
 }
 
@@ -202,9 +208,9 @@ static void populate(void) {
         add_client("sensor", 4242, 1000, "sensor.service", "/system.slice/sensor.service");
         add_client("ev\x1b[2Jil\xff\nname", 0, 1001, NULL, NULL);
         add_client("logger", 77, 0, "logger.service", "/system.slice/logger.service");
-        add_channel("temp", 1, UINT64_C(0xdeadbeef), false, 0);
-        add_channel("secret", 3, UINT64_MAX, true, 2);
-        add_function("add", 3, 1, UINT64_C(0x8000000000000000), true);
+        add_channel("temp", CLIENT_ID(1), UINT64_C(0xdeadbeef), false, 0);
+        add_channel("secret", CLIENT_ID(3), UINT64_MAX, true, CLIENT_ID(2));
+        add_function("add", CLIENT_ID(3), 1, UINT64_C(0x8000000000000000), true);
 }
 
 /* --- raw clients --- */
@@ -360,26 +366,27 @@ START_TEST(test_clients) {
         ck_assert_uint_eq(json_array_size(list), 3);
 
         c = json_array_get(list, 0);
-        ck_assert_int_eq(int_of(c, "id"), 1);
+        /* A client id is a decimal string, exactly the broker's. */
+        ck_assert_str_eq(str_of(c, "id"), "9007199254740993");
         ck_assert_str_eq(str_of(c, "app"), "sensor");
         ck_assert_int_eq(int_of(c, "pid"), 4242);
         ck_assert_int_eq(int_of(c, "uid"), 1000);
         ck_assert_str_eq(str_of(c, "unit"), "sensor.service");
         ck_assert_str_eq(str_of(c, "cgroup"), "/system.slice/sensor.service");
         ck_assert_int_eq(int_of(c, "heartbeat_ms"), 500);
-        snprintf(seg, sizeof(seg), "/impulse-ring-%s.cli.1.v1", S.fixture.bus);
+        snprintf(seg, sizeof(seg), "/impulse-ring-%s.cli.9007199254740993.v1", S.fixture.bus);
         ck_assert_str_eq(str_of(c, "reply_segment"), seg);
         ck_assert_int_eq(int_of(c, "replies_dropped"), 10);
 
         /* Client bytes arrive as valid JSON: controls kept (JSON escapes them), the byte
          * that is not UTF-8 replaced; no pid, unit or cgroup is null. */
         c = json_array_get(list, 1);
-        ck_assert_int_eq(int_of(c, "id"), 2);
+        ck_assert_str_eq(str_of(c, "id"), "9007199254740994");
         ck_assert_str_eq(str_of(c, "app"), "ev\x1b[2Jil\xef\xbf\xbd\nname");
         ck_assert(json_is_null(json_object_get(c, "pid")));
         ck_assert(json_is_null(json_object_get(c, "unit")));
         ck_assert(json_is_null(json_object_get(c, "cgroup")));
-        ck_assert_int_eq(int_of(json_array_get(list, 2), "id"), 3);
+        ck_assert_str_eq(str_of(json_array_get(list, 2), "id"), "9007199254740995");
 }
 END_TEST
 
@@ -396,7 +403,7 @@ START_TEST(test_channels_functions) {
         c = json_array_get(json_object_get(r, "channels"), 0);
         ck_assert_int_eq(int_of(c, "id"), 1);
         ck_assert_str_eq(str_of(c, "name"), "temp");
-        ck_assert_int_eq(int_of(c, "owner_id"), 1);
+        ck_assert_str_eq(str_of(c, "owner_id"), "9007199254740993");
         ck_assert_str_eq(str_of(c, "owner_app"), "owner-app");
         ck_assert_str_eq(str_of(c, "schema_fp"), "0x00000000deadbeef");
         ck_assert(json_is_false(json_object_get(c, "requires_key")));
@@ -406,7 +413,7 @@ START_TEST(test_channels_functions) {
         c = json_array_get(json_object_get(r, "channels"), 1);
         ck_assert_str_eq(str_of(c, "schema_fp"), "0xffffffffffffffff");
         ck_assert(json_is_true(json_object_get(c, "requires_key")));
-        ck_assert_int_eq(int_of(c, "subscriber_id"), 2);
+        ck_assert_str_eq(str_of(c, "subscriber_id"), "9007199254740994");
         /* The key's hash is the broker's secret; it never leaves. */
         {
                 _cleanup_free_ char *dump = json_dumps(c, 0);
@@ -420,7 +427,7 @@ START_TEST(test_channels_functions) {
         ck_assert_int_eq(int_of(r, "total"), 1);
         f = json_array_get(json_object_get(r, "functions"), 0);
         ck_assert_str_eq(str_of(f, "name"), "add");
-        ck_assert_int_eq(int_of(f, "owner_id"), 3);
+        ck_assert_str_eq(str_of(f, "owner_id"), "9007199254740995");
         ck_assert_str_eq(str_of(f, "owner_app"), "fn-owner");
         ck_assert_str_eq(str_of(f, "req_fp"), "0x0000000000000001");
         ck_assert_str_eq(str_of(f, "resp_fp"), "0x8000000000000000");
@@ -447,7 +454,7 @@ END_TEST
 
 START_TEST(test_truncated) {
         _cleanup_json_ json_t *resp = NULL;
-        char app[201];
+        char app[201], last[21];
         const json_t *r, *list;
         size_t n;
 
@@ -466,8 +473,9 @@ START_TEST(test_truncated) {
         ck_assert_uint_gt(n, 100);
         ck_assert_uint_lt(n, 3000);
         /* The first ones are kept, in order. */
-        ck_assert_int_eq(int_of(json_array_get(list, 0), "id"), 1);
-        ck_assert_int_eq(int_of(json_array_get(list, n - 1), "id"), (json_int_t) n);
+        snprintf(last, sizeof(last), "%" PRIu64, CLIENT_ID(n));
+        ck_assert_str_eq(str_of(json_array_get(list, 0), "id"), "9007199254740993");
+        ck_assert_str_eq(str_of(json_array_get(list, n - 1), "id"), last);
         /* And the cut is not wasteful: at least half the room is used. */
         ck_assert_uint_gt(json_dumpb(resp, NULL, 0, JSON_COMPACT), ADMIN_RESPONSE_MAX / 2);
 }
@@ -1026,12 +1034,19 @@ START_TEST(test_ringctl_lists) {
         ck_assert_ptr_null(strchr(r.out, '\x1b'));
         ck_assert_ptr_nonnull(strstr(r.out, "sensor.service"));
         ck_assert_ptr_nonnull(strstr(r.out, "\n3 clients listed.\n"));
+        ck_assert_ptr_nonnull(strstr(r.out, "9007199254740993"));
+        run_result_done(&r);
+
+        /* Scripts get every id exactly (as a string: jq would round a number this large). */
+        run_ringctl(NULL, &r, "clients", "--json", "--socket", S.path, NULL);
+        ck_assert_msg(run_exited(&r, 0), "exit 0x%x: %s", (unsigned) r.status, r.err);
+        ck_assert_msg(strstr(r.out, "\"id\": \"9007199254740995\""), "%s", r.out);
         run_result_done(&r);
 
         run_ringctl(NULL, &r, "channels", "--socket", S.path, NULL);
         ck_assert(run_exited(&r, 0));
         ck_assert_msg(strstr(r.out, "0x00000000deadbeef"), "%s", r.out);
-        ck_assert_ptr_nonnull(strstr(r.out, "owner-app (3)"));
+        ck_assert_ptr_nonnull(strstr(r.out, "owner-app (9007199254740995)"));
         ck_assert_ptr_nonnull(strstr(r.out, "\n2 channels listed.\n"));
         run_result_done(&r);
 
