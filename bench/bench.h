@@ -231,7 +231,7 @@ typedef struct Run {
         const Env *env;
         double seconds;
         double probe_best_ns;           /* the run's typical probe (0 in quick mode) */
-        double probe_bulk_best;         /* the run's typical bulk probe, msgs/s (0 in quick mode) */
+        double probe_bulk_best;         /* the run's best bulk probe, msgs/s (0 in quick mode) */
 } Run;
 
 /* Prints the markdown tables and the CSV to stdout, writes them (and the plots, with

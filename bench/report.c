@@ -237,8 +237,9 @@ static void machine(Out *o, const Run *run) {
         if (run->probe_bulk_best > 0)
                 md(o, "- before and after each stream, the floor's 64 KiB stream for 50 ms probes how fast the two CPUs "
                       "move large messages (on a virtual machine it changes threefold from minute to minute while "
-                      "the round trip stays put; the run's typical bulk probe: %.0f k msgs/s); a stream followed by "
-                      "a bulk probe more than a factor 1.6 below it counts as disturbed too\n",
+                      "the round trip stays put; the run's best bulk probe: %.0f k msgs/s); a stream followed by "
+                      "a bulk probe more than a factor 1.6 below the best counts as disturbed too, and one judged "
+                      "so only once the best was known is taken again at the end of the run\n",
                    run->probe_bulk_best / 1000);
         else
                 md(o, "- quick mode: no probes, no waiting for a quiet machine, no second attempts\n");
