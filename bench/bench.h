@@ -30,10 +30,10 @@ enum {
         T_STREAM = 1 << 1,      /* one-way streaming: send/recv operations */
         T_COLD = 1 << 2,        /* has a sleeping-peer regime (does not busy-poll forever) */
         T_RING = 1 << 3,        /* a Ring figure: printed with ratios to AF_UNIX and the floor */
-        T_NOT_BUILT = 1 << 4,   /* ring-bench was built without its library: listed, never run */
         T_SOLO = 1 << 4,        /* one process, no peer (memcpy) */
         T_AVRO = 1 << 5,        /* encodes/decodes avro-c values per message */
         T_EXPERIMENT = 1 << 6,  /* runs only when named with --only (t-proto.c) */
+        T_NOT_BUILT = 1 << 7,   /* ring-bench was built without its library: listed, never run */
 };
 
 /* Services and paths the orchestrator set up (services.c). */

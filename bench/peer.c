@@ -180,6 +180,16 @@ static double process_cpu(pid_t pid) {
 
 static double daemons_cpu(const Env *env);
 
+/* One repetition of the floor, for a probe; false if it did not run. */
+static bool run_probe(Job *j, Rep *ret) {
+        Report rep;
+
+        if (peer_run_job(j, &rep) < 0 || rep.error < 0 || rep.n_reps == 0)
+                return false;
+        *ret = rep.reps[0];
+        return true;
+}
+
 double peer_probe(const Env *env) {
         Job j = {
                 .t = &transport_floor,
@@ -191,11 +201,9 @@ double peer_probe(const Env *env) {
                 .warmup = 500,
                 .env = env,
         };
-        Report rep;
+        Rep r;
 
-        if (peer_run_job(&j, &rep) < 0 || rep.error < 0 || rep.n_reps == 0)
-                return 0;
-        return rep.reps[0].p50;
+        return run_probe(&j, &r) ? r.p50 : 0;
 }
 
 /* How fast the two CPUs move bulk data between them: the floor's 64 KiB stream through an
@@ -212,11 +220,9 @@ double peer_probe_bulk(const Env *env) {
                 .duration_ns = 50000000,
                 .env = env,
         };
-        Report rep;
+        Rep r;
 
-        if (peer_run_job(&j, &rep) < 0 || rep.error < 0 || rep.n_reps == 0)
-                return 0;
-        return rep.reps[0].msgs_per_s;
+        return run_probe(&j, &r) ? r.msgs_per_s : 0;
 }
 
 /* Waits until the machine has been quiet (other processes below the foreign-CPU limit) for

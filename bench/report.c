@@ -241,7 +241,7 @@ static void machine(Out *o, const Run *run) {
                       "a bulk probe more than a factor 1.6 below the best counts as disturbed too, and one judged "
                       "so only once the best was known is taken again at the end of the run\n",
                    run->probe_bulk_best / 1000);
-        else
+        if (run->quick)
                 md(o, "- quick mode: no probes, no waiting for a quiet machine, no second attempts\n");
         md(o, "- %s, %s run, %.0f s\n", date, run->quick ? "**quick** (smoke-test figures only)" : "full",
            run->seconds);

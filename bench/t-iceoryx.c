@@ -247,56 +247,43 @@ static int open_receiver_sized(const Job *j, Sync *s, void **ret) {
         return open_receiver(j, s, ret);
 }
 
-const Transport transport_iox_poll = {
-        .name = "iceoryx-poll",
-        .label = "iceoryx 2.0, polling",
-        .flags = T_LATENCY | T_STREAM,
-        .unavailable = unavailable,
-        .echo_open = open_b_latency,
-        .echo_run = echo_run,
-        .call_open = open_a_latency,
-        .call = icall,
-        .send_open = open_sender,
-        .send = isend,
-        .recv_open = open_receiver_sized,
-        .recv = irecv,
-        .recv_done = irecv_done,
-        .close = peer_close,
-};
-
-const Transport transport_iox_waitset = {
-        .name = "iceoryx-waitset",
-        .label = "iceoryx 2.0, waitset",
-        .flags = T_LATENCY | T_STREAM | T_COLD,
-        .unavailable = unavailable,
-        .echo_open = open_b_latency,
-        .echo_run = echo_run,
-        .call_open = open_a_latency,
-        .call = icall,
-        .send_open = open_sender,
-        .send = isend,
-        .recv_open = open_receiver_sized,
-        .recv = irecv,
-        .recv_done = irecv_done,
-        .close = peer_close,
-};
 #else
 static const char *not_built(const Env *env) {
         return "ring-bench was built without iceoryx's C binding (install libiceoryx-binding-c-dev, "
                "then run configure again)";
 }
+#endif
+
+/* Both modes share every operation; they differ in how the receiver waits (T_COLD). */
+#if HAVE_ICEORYX
+#define IOX_OPERATIONS                                  \
+        .unavailable = unavailable,                     \
+        .echo_open = open_b_latency,                    \
+        .echo_run = echo_run,                           \
+        .call_open = open_a_latency,                    \
+        .call = icall,                                  \
+        .send_open = open_sender,                       \
+        .send = isend,                                  \
+        .recv_open = open_receiver_sized,               \
+        .recv = irecv,                                  \
+        .recv_done = irecv_done,                        \
+        .close = peer_close
+#define IOX_NOT_BUILT 0
+#else
+#define IOX_OPERATIONS .unavailable = not_built
+#define IOX_NOT_BUILT T_NOT_BUILT
+#endif
 
 const Transport transport_iox_poll = {
         .name = "iceoryx-poll",
         .label = "iceoryx 2.0, polling",
-        .flags = T_LATENCY | T_STREAM | T_NOT_BUILT,
-        .unavailable = not_built,
+        .flags = T_LATENCY | T_STREAM | IOX_NOT_BUILT,
+        IOX_OPERATIONS,
 };
 
 const Transport transport_iox_waitset = {
         .name = "iceoryx-waitset",
         .label = "iceoryx 2.0, waitset",
-        .flags = T_LATENCY | T_STREAM | T_COLD | T_NOT_BUILT,
-        .unavailable = not_built,
+        .flags = T_LATENCY | T_STREAM | T_COLD | IOX_NOT_BUILT,
+        IOX_OPERATIONS,
 };
-#endif

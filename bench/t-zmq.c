@@ -115,9 +115,16 @@ static int stream_recv(void *h, void *buf, size_t size, const void **ret_msg) {
         return zrecv(h, buf, size);
 }
 
+#else
+static const char *not_built(const Env *env) {
+        return "ring-bench was built without libzmq (install libzmq3-dev, then run configure again)";
+}
+#endif
+
 const Transport transport_zmq = {
         .name = "zmq-ipc",
         .label = "ZeroMQ ipc:// (PAIR)",
+#if HAVE_ZMQ
         .flags = T_LATENCY | T_STREAM | T_COLD,
         .echo_open = open_bind,
         .echo_run = echo_run,
@@ -128,16 +135,8 @@ const Transport transport_zmq = {
         .recv_open = open_bind,
         .recv = stream_recv,
         .close = peer_close,
-};
 #else
-static const char *not_built(const Env *env) {
-        return "ring-bench was built without libzmq (install libzmq3-dev, then run configure again)";
-}
-
-const Transport transport_zmq = {
-        .name = "zmq-ipc",
-        .label = "ZeroMQ ipc:// (PAIR)",
         .flags = T_LATENCY | T_STREAM | T_COLD | T_NOT_BUILT,
         .unavailable = not_built,
-};
 #endif
+};

@@ -118,7 +118,6 @@ struct ring_conn {
 
         /* Our reply segment, consumed by whichever thread is the reader (waiter.c). */
         Segment reply_seg;
-        size_t reply_name_len;          /* strlen(reply_seg.name): sent with every RPC request */
         RingBuf reply;
         uint64_t nonce;
         _Atomic int64_t next_correlation;
@@ -170,13 +169,17 @@ void schema_done(Schema *s);
 /* 0 if value is an avro-c value of schema s (by fingerprint); -EPROTO with a message if its
  * schema differs, -EINVAL if it is no value. Thread-safe: a Schema may be shared by threads. */
 int schema_check_value(Schema *s, const avro_value_t *value);
+/* A new value of s's schema (ring_*_new_value()); -ENOMEM. */
+int schema_new_value(const Schema *s, avro_value_t *ret);
 /* Encodes value (of schema s, checked) into buf; returns the length, -EMSGSIZE if it needs
  * more than size bytes. */
 int schema_encode_value(Schema *s, const avro_value_t *value, uint8_t *buf, size_t size);
 /* The same into a buffer kept by the caller (*buf may be NULL), grown when the value does not
  * fit: an encode that fits walks the value once. */
 int schema_encode_value_grow(Schema *s, const avro_value_t *value, uint8_t **buf, size_t *size);
-int schema_decode_value(Schema *s, const void *data, size_t len, avro_value_t *value);
+/* Decodes data into value, whose schema the caller has checked: ring_sub_recv() before it takes
+ * the message, ring_rpc_call() when the response is in, the service's own values need none. */
+int schema_decode_value(const void *data, size_t len, avro_value_t *value);
 
 /* ---- conn.c ---- */
 int64_t conn_next_correlation(ring_conn *c);

@@ -113,7 +113,6 @@ static int create_reply_segment(ring_conn *c) {
          * after a crash keeps segments whose owner still holds it (spec, "Owner lock"). */
         if (flock(c->reply_seg.fd, LOCK_SH | LOCK_NB) < 0)
                 return negative_errno();
-        c->reply_name_len = strlen(c->reply_seg.name);
         r = ringbuf_format(c->reply_seg.base, c->reply_seg.size, CONN_REPLY_CAPACITY);
         if (r >= 0)
                 r = ringbuf_attach_consumer(&c->reply, c->reply_seg.base, c->reply_seg.size);

@@ -239,7 +239,7 @@ static void serve_one(ring_fn *f, const uint8_t *record, size_t len) {
         if (f->handler)
                 n = f->handler(m.args.ptr, m.args.len, f->resp_buf, f->resp_buf_size, f->userdata);
         else {
-                n = schema_decode_value(&f->req, m.args.ptr, m.args.len, &f->req_value);
+                n = schema_decode_value(m.args.ptr, m.args.len, &f->req_value);
                 if (n >= 0) {
                         avro_value_reset(&f->resp_value);
                         n = f->value_handler(&f->req_value, &f->resp_value, f->userdata);
@@ -360,13 +360,12 @@ static int fn_expose(ring_conn *conn, const char *name, const char *req_schema, 
         if (r < 0)
                 goto fail;
         if (value_handler) {
-                if (avro_generic_value_new(f->req.iface, &f->req_value) != 0) {
-                        r = -ENOMEM;
+                r = schema_new_value(&f->req, &f->req_value);
+                if (r < 0)
                         goto fail;
-                }
-                if (avro_generic_value_new(f->resp.iface, &f->resp_value) != 0) {
+                r = schema_new_value(&f->resp, &f->resp_value);
+                if (r < 0) {
                         avro_value_decref(&f->req_value);
-                        r = -ENOMEM;
                         goto fail;
                 }
                 f->have_values = true;

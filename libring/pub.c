@@ -157,7 +157,7 @@ RING_EXPORT int ring_pub_send(ring_pub *p, const struct avro_value *value, int t
 RING_EXPORT int ring_pub_new_value(ring_pub *p, struct avro_value *value) {
         if (!p || !value)
                 return -EINVAL;
-        return avro_generic_value_new(p->schema.iface, value) == 0 ? 0 : -ENOMEM;
+        return schema_new_value(&p->schema, value);
 }
 
 RING_EXPORT uint64_t ring_pub_fingerprint(const ring_pub *p) {

@@ -32,9 +32,6 @@ typedef struct Target {
         ino_t ino;
         uint64_t generation;
         _Atomic bool dead;              /* its service went away: look the name up again */
-        /* caller_id, reply_segment and arg_fp of every request to it: they change only with
-         * a new lookup, which every new connection generation makes. */
-        ControlRpcConst req_const;
 } Target;
 
 struct ring_rpc {
@@ -43,6 +40,9 @@ struct ring_rpc {
         char *name;
         char *key;
         Schema req, resp;
+        /* caller_id, reply_segment and arg_fp of every request: the connection keeps its reply
+         * segment for life, so they never change. */
+        ControlRpcConst req_const;
         pthread_mutex_t lock;           /* lookups; the current target is read without it */
         _Atomic(Target *) current;
         Target **retired;               /* earlier targets, unmapped at close */
@@ -132,15 +132,6 @@ static int lookup(ring_rpc *rpc, int timeout_ms) {
         t->dev = st.st_dev;
         t->ino = st.st_ino;
         t->generation = generation;
-        /* caller_id 0: our client id is the only credential v1 requests carry; services need
-         * only the reply segment, and the arena may be readable by others. */
-        r = control_rpc_request_const(0, (Text) { rpc->conn->reply_seg.name, rpc->conn->reply_name_len },
-                                      (int64_t) rpc->req.fp, &t->req_const);
-        if (r < 0) {
-                arena_done(&t->arena);
-                free(t);
-                return r;
-        }
 
         grown = reallocarray(rpc->retired, rpc->n_retired + 1, sizeof(Target *));
         if (!grown) {
@@ -195,15 +186,15 @@ static int target_alive(void *arg) {
         return 0;
 }
 
-static int send_request(Target *t, int64_t correlation_id, const void *req, size_t req_len,
-                        int64_t timeout_ns) {
+static int send_request(const ControlRpcConst *k, Target *t, int64_t correlation_id, const void *req,
+                        size_t req_len, int64_t timeout_ns) {
         uint8_t head[CONTROL_RPC_HEAD_MAX];
         struct iovec iov[2];
         int n, r;
 
         /* RpcRequest: args (bytes) last, so the caller's bytes go straight from its buffer
          * into the ring; only correlation_id and the length of args are encoded per call. */
-        n = control_rpc_head(&t->req_const, correlation_id, req_len, head);
+        n = control_rpc_head(k, correlation_id, req_len, head);
         if (n < 0)
                 return n;
         iov[0] = (struct iovec) { .iov_base = head, .iov_len = (size_t) n };
@@ -235,6 +226,7 @@ static int decode_response(ring_rpc *rpc, const uint8_t *record, size_t len, Tex
 }
 
 typedef struct Request {
+        const ControlRpcConst *req_const;
         Target *target;
         int64_t correlation_id;
         const void *bytes;
@@ -244,7 +236,7 @@ typedef struct Request {
 static int send_cb(void *arg, int64_t timeout_ns) {
         Request *q = arg;
 
-        return send_request(q->target, q->correlation_id, q->bytes, q->len, timeout_ns);
+        return send_request(q->req_const, q->target, q->correlation_id, q->bytes, q->len, timeout_ns);
 }
 
 /* Makes one call; on success *ret_result views the result in w's record, in the thread's
@@ -254,7 +246,7 @@ static int call(ring_rpc *rpc, Scratch *s, const void *req, size_t req_len, int 
         int64_t timeout_ns = timeout_ms < 0 ? -1 : (int64_t) timeout_ms * (int64_t) NSEC_PER_MSEC;
         uint64_t now = now_ns(CLOCK_MONOTONIC);
         uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : now + (uint64_t) timeout_ns;
-        Request q = { .bytes = req, .len = req_len };
+        Request q = { .req_const = &rpc->req_const, .bytes = req, .len = req_len };
         int r;
 
         error_clear_message();
@@ -310,7 +302,9 @@ RING_EXPORT int ring_rpc_call(ring_rpc *rpc, const struct avro_value *req, struc
         /* The response is decoded where it landed: no buffer of the largest possible size. */
         r = call(rpc, s, s->req, (size_t) n, timeout_ms, &w, &result);
         if (r >= 0)
-                r = schema_decode_value(&rpc->resp, result.ptr, result.len, resp);
+                r = schema_check_value(&rpc->resp, resp);
+        if (r >= 0)
+                r = schema_decode_value(result.ptr, result.len, resp);
         if (w.owns_record)
                 free(w.record);
         return r;
@@ -341,8 +335,8 @@ RING_EXPORT int ring_rpc_call_async(ring_rpc *rpc, const void *req, size_t req_l
         w->alive_arg = t;
         waiter_register(rpc->conn, w);
         /* The push itself never waits long: a full arena is reported now, not later. */
-        r = send_request(t, w->correlation_id, req, req_len, MIN(timeout_ns < 0 ? INT64_MAX : timeout_ns,
-                                                                  (int64_t) (100 * NSEC_PER_MSEC)));
+        r = send_request(&rpc->req_const, t, w->correlation_id, req, req_len,
+                         MIN(timeout_ns < 0 ? INT64_MAX : timeout_ns, (int64_t) (100 * NSEC_PER_MSEC)));
         if (r < 0) {
                 waiter_unregister(rpc->conn, w);
                 free(w);
@@ -372,13 +366,13 @@ void rpc_complete_async(ring_conn *c, Waiter *w, int error) {
 RING_EXPORT int ring_rpc_new_response(ring_rpc *rpc, struct avro_value *value) {
         if (!rpc || !value)
                 return -EINVAL;
-        return avro_generic_value_new(rpc->resp.iface, value) == 0 ? 0 : -ENOMEM;
+        return schema_new_value(&rpc->resp, value);
 }
 
 RING_EXPORT int ring_rpc_new_request(ring_rpc *rpc, struct avro_value *value) {
         if (!rpc || !value)
                 return -EINVAL;
-        return avro_generic_value_new(rpc->req.iface, value) == 0 ? 0 : -ENOMEM;
+        return schema_new_value(&rpc->req, value);
 }
 
 static void rpc_free(ring_rpc *rpc) {
@@ -421,6 +415,11 @@ RING_EXPORT int ring_rpc_open(ring_conn *conn, const char *name, const char *req
         r = schema_parse(req_schema, &rpc->req);
         if (r >= 0)
                 r = schema_parse(resp_schema, &rpc->resp);
+        /* caller_id 0: our client id is the only credential v1 requests carry; services need
+         * only the reply segment, and the arena may be readable by others. */
+        if (r >= 0)
+                r = control_rpc_request_const(0, text_from_cstr(conn->reply_seg.name), (int64_t) rpc->req.fp,
+                                              &rpc->req_const);
         if (r >= 0)
                 r = lookup(rpc, CONN_OPEN_TIMEOUT_MS);
         if (r < 0)

@@ -250,6 +250,10 @@ static int encode_value(Schema *s, const avro_value_t *value, uint8_t *buf, size
         return r;
 }
 
+int schema_new_value(const Schema *s, avro_value_t *ret) {
+        return avro_generic_value_new(s->iface, ret) == 0 ? 0 : -ENOMEM;
+}
+
 int schema_encode_value(Schema *s, const avro_value_t *value, uint8_t *buf, size_t size) {
         size_t need;
 
@@ -275,16 +279,13 @@ int schema_encode_value_grow(Schema *s, const avro_value_t *value, uint8_t **buf
         return encode_value(s, value, *buf, *size, &need);
 }
 
-int schema_decode_value(Schema *s, const void *data, size_t len, avro_value_t *value) {
+int schema_decode_value(const void *data, size_t len, avro_value_t *value) {
         avro_reader_t rd;
         Codec *c;
         int r;
 
         if (len > INT64_MAX)
                 return -EINVAL;
-        r = schema_check_value(s, value);
-        if (r < 0)
-                return r;
         c = codec_take();
         if (c) {
                 rd = c->reader;

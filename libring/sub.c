@@ -276,13 +276,13 @@ RING_EXPORT int ring_sub_recv(ring_sub *s, struct avro_value *value, int timeout
         n = ring_sub_recv_raw(s, s->buf, s->buf_size, timeout_ms);
         if (n < 0)
                 return n;
-        return schema_decode_value(&s->schema, s->buf, (size_t) n, value);
+        return schema_decode_value(s->buf, (size_t) n, value);
 }
 
 RING_EXPORT int ring_sub_new_value(ring_sub *s, struct avro_value *value) {
         if (!s || !value)
                 return -EINVAL;
-        return avro_generic_value_new(s->schema.iface, value) == 0 ? 0 : -ENOMEM;
+        return schema_new_value(&s->schema, value);
 }
 
 RING_EXPORT int ring_sub_set_callback(ring_sub *s, ring_sub_callback callback, void *userdata) {

@@ -658,46 +658,35 @@ static int rpc_body(const void *record, size_t len, ControlType wt, Frame *ret) 
         return 0;
 }
 
-/* Encodes the constant fields that w wrote (into k->bytes) for wire type wt. */
-static int rpc_const_done(const AvroWriter *w, ControlType wt, ControlRpcConst *k, ControlRpcConst *ret) {
-        if (!avrobin_fits(w))
+/* The constant fields of an RpcRequest and of an RpcResponse have one shape, a long, bytes and a
+ * long, encoded for wire type wt. */
+static int rpc_const(ControlType wt, int64_t first, Text bytes, int64_t last, ControlRpcConst *ret) {
+        ControlRpcConst k = {};
+        AvroWriter w = { .buf = k.bytes, .size = sizeof(k.bytes) };
+        int r;
+
+        if (!ret || (!bytes.ptr && bytes.len > 0))
+                return -EINVAL;
+        r = schemas_ready();
+        if (r < 0)
+                return r;
+        avrobin_put_long(&w, first);
+        avrobin_put_bytes(&w, bytes.ptr, bytes.len);
+        avrobin_put_long(&w, last);
+        if (!avrobin_fits(&w))
                 return -EMSGSIZE;
-        k->len = w->pos;
-        k->frame_fp = fingerprints[wt];
-        *ret = *k;
+        k.len = w.pos;
+        k.frame_fp = fingerprints[wt];
+        *ret = k;
         return 0;
 }
 
 int control_rpc_request_const(int64_t caller_id, Text reply_segment, int64_t arg_fp, ControlRpcConst *ret) {
-        ControlRpcConst k = {};
-        AvroWriter w = { .buf = k.bytes, .size = sizeof(k.bytes) };
-        int r;
-
-        if (!ret || (!reply_segment.ptr && reply_segment.len > 0))
-                return -EINVAL;
-        r = schemas_ready();
-        if (r < 0)
-                return r;
-        avrobin_put_long(&w, caller_id);
-        avrobin_put_bytes(&w, reply_segment.ptr, reply_segment.len);
-        avrobin_put_long(&w, arg_fp);
-        return rpc_const_done(&w, CONTROL_RPC_REQUEST, &k, ret);
+        return rpc_const(CONTROL_RPC_REQUEST, caller_id, reply_segment, arg_fp, ret);
 }
 
 int control_rpc_response_ok_const(int64_t result_fp, ControlRpcConst *ret) {
-        ControlRpcConst k = {};
-        AvroWriter w = { .buf = k.bytes, .size = sizeof(k.bytes) };
-        int r;
-
-        if (!ret)
-                return -EINVAL;
-        r = schemas_ready();
-        if (r < 0)
-                return r;
-        avrobin_put_long(&w, CONTROL_STATUS_OK);
-        avrobin_put_bytes(&w, "", 0);
-        avrobin_put_long(&w, result_fp);
-        return rpc_const_done(&w, CONTROL_RPC_RESPONSE, &k, ret);
+        return rpc_const(CONTROL_RPC_RESPONSE, CONTROL_STATUS_OK, (Text) { .ptr = "", .len = 0 }, result_fp, ret);
 }
 
 /* Completes a head whose fields end at p (the data's length last): the frame header, whose

@@ -263,6 +263,20 @@ static uint32_t adapted_budget(uint32_t budget, uint64_t waited) {
         return (uint32_t) MAX(SPIN_MIN_NS, budget / 2);
 }
 
+/* Polls ready(rb, need), pausing between polls, until it holds (true) or the clock passes limit
+ * (false); the clock is read once per 64 polls. Inlined, with ready, at each caller. */
+static inline bool spin_until(RingBuf *rb, bool (*ready)(RingBuf *rb, size_t need), size_t need, uint64_t limit) {
+        for (;;) {
+                for (unsigned i = 0; i < 64; i++) {
+                        if (ready(rb, need))
+                                return true;
+                        cpu_relax();
+                }
+                if (now_ns(CLOCK_MONOTONIC) >= limit)
+                        return false;
+        }
+}
+
 /* True if a record of need bytes fits now (or the cursors are corrupt, which the caller
  * finds out under the lock). */
 static bool space_available(RingBuf *rb, size_t need) {
@@ -278,18 +292,8 @@ static bool space_available(RingBuf *rb, size_t need) {
  * quarter of the ring, or when it catches up) and makes no FUTEX_WAKE: a consumer that keeps
  * up with large records costs no system call on either side. */
 static bool spin_for_space(RingBuf *rb, size_t need, uint64_t start, uint64_t deadline) {
-        uint64_t limit = MIN(start + atomic_load_explicit(&rb->space_spin_budget, memory_order_relaxed),
-                             deadline);
-
-        for (;;) {
-                for (unsigned i = 0; i < 64; i++) {
-                        if (space_available(rb, need))
-                                return true;
-                        cpu_relax();
-                }
-                if (now_ns(CLOCK_MONOTONIC) >= limit)
-                        return false;
-        }
+        return spin_until(rb, space_available, need,
+                          MIN(start + atomic_load_explicit(&rb->space_spin_budget, memory_order_relaxed), deadline));
 }
 
 /* Waits, without the lock, until the consumer frees space or the deadline passes: a bounded
@@ -553,19 +557,13 @@ bool ringbuf_has_data(const RingBuf *rb) {
         return atomic_load_explicit(&rb->shared->head, memory_order_acquire) != rb->tail;
 }
 
+static bool data_arrived(RingBuf *rb, size_t need) {
+        return ringbuf_has_data(rb);
+}
+
 /* Spins up to the adaptive budget; true if data arrived. */
 static bool spin_for_data(RingBuf *rb, uint64_t start, uint64_t deadline) {
-        uint64_t limit = MIN(start + rb->spin_budget, deadline);
-
-        for (;;) {
-                for (unsigned i = 0; i < 64; i++) {
-                        if (ringbuf_has_data(rb))
-                                return true;
-                        cpu_relax();
-                }
-                if (now_ns(CLOCK_MONOTONIC) >= limit)
-                        return false;
-        }
+        return spin_until(rb, data_arrived, 0, MIN(start + rb->spin_budget, deadline));
 }
 
 static void adapt_spin(RingBuf *rb, uint64_t waited) {

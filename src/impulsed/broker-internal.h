@@ -12,6 +12,7 @@
 #include "bridge.h"
 #include "broker.h"
 #include "control.h"
+#include "log.h"
 #include "reaper.h"
 
 /* Control segment header (spec/wire-format.md, "Control segment"). */
@@ -57,6 +58,11 @@ void broker_drain(Broker *b);
 void broker_counts_changed(Broker *b);
 /* Creates an arena segment with a formatted ring of the given capacity. */
 int broker_create_arena(Broker *b, const char *name, uint32_t capacity, Segment *ret);
+/* The journal fields that say which client an entry is about. */
+static inline LogContext client_log_context(const Client *c) {
+        return (LogContext) { .app = c->app_name, .client_id = c->id, .pid = c->pid, .unit = c->unit };
+}
+
 /* Logs a warning about a hostile or malformed input, rate-limited across all clients. */
 void broker_warn_hostile(Broker *b, const Client *c, const char *what, int error);
 

@@ -27,10 +27,9 @@
 
 /* Submissions served per loop iteration before other event sources get a turn. */
 #define DRAIN_BATCH 256
-/* At most one warning about garbage per this interval; the rest are counted. */
-#define HOSTILE_LOG_INTERVAL_NS (1 * NSEC_PER_SEC)
-/* Likewise for the broker's own resource errors (clients retrying at a limit). */
-#define RESOURCE_LOG_INTERVAL_NS (1 * NSEC_PER_SEC)
+/* At most one warning about garbage, and one error about the broker's own resources (clients
+ * retrying at a limit), per this interval; the rest are counted. */
+#define RATE_LIMIT_INTERVAL_NS (1 * NSEC_PER_SEC)
 
 int broker_new(Broker **ret, sd_event *event, const BrokerConfig *config) {
         Broker *b;
@@ -443,33 +442,40 @@ void broker_set_counts_changed(Broker *b, void (*cb)(Broker *b, void *userdata),
         b->counts_userdata = userdata;
 }
 
-void broker_warn_hostile(Broker *b, const Client *c, const char *what, int error) {
+/* Rate-limits one kind of message: true (and counted in *suppressed) within
+ * RATE_LIMIT_INTERVAL_NS of the last one logged; otherwise the interval restarts and the caller
+ * logs, reports *suppressed and zeroes it. */
+static bool log_suppressed(uint64_t *last_ns, uint64_t *suppressed) {
         uint64_t now = now_ns(CLOCK_MONOTONIC);
+
+        if (*last_ns && now - *last_ns < RATE_LIMIT_INTERVAL_NS) {
+                (*suppressed)++;
+                return true;
+        }
+        *last_ns = now;
+        return false;
+}
+
+void broker_warn_hostile(Broker *b, const Client *c, const char *what, int error) {
         LogContext ctx = { 0 };
 
-        if (b->last_hostile_log_ns && now - b->last_hostile_log_ns < HOSTILE_LOG_INTERVAL_NS) {
-                b->hostile_suppressed++;
+        if (log_suppressed(&b->last_hostile_log_ns, &b->hostile_suppressed))
                 return;
-        }
         if (c)
-                ctx = (LogContext) { .app = c->app_name, .client_id = c->id, .pid = c->pid, .unit = c->unit };
+                ctx = client_log_context(c);
         log_full(LOG_WARNING, error, __FILE__, __LINE__, __func__, LOG_MESSAGE_HOSTILE_INPUT, &ctx,
                  "%s%s (%" PRIu64 " similar warnings suppressed); serving other clients as usual", what,
                  error ? "" : "", b->hostile_suppressed);
-        b->last_hostile_log_ns = now;
         b->hostile_suppressed = 0;
 }
 
 void broker_log_resource(Broker *b, const Client *c, const char *what, int error) {
-        uint64_t now = now_ns(CLOCK_MONOTONIC);
         LogContext ctx = { 0 };
         char hint[128];
         struct rlimit rl;
 
-        if (b->last_resource_log_ns && now - b->last_resource_log_ns < RESOURCE_LOG_INTERVAL_NS) {
-                b->resource_suppressed++;
+        if (log_suppressed(&b->last_resource_log_ns, &b->resource_suppressed))
                 return;
-        }
         if (error == -EMFILE && getrlimit(RLIMIT_NOFILE, &rl) == 0)
                 snprintf(hint, sizeof(hint), "the broker is at its limit of %llu open files, one per "
                          "client with a pid (LimitNOFILE= of its unit)",
@@ -479,11 +485,9 @@ void broker_log_resource(Broker *b, const Client *c, const char *what, int error
         else
                 snprintf(hint, sizeof(hint), "the broker is out of memory");
         if (c)
-                ctx = (LogContext) { .app = c->app_name, .client_id = c->id, .pid = c->pid,
-                                     .unit = c->unit };
+                ctx = client_log_context(c);
         log_full(LOG_ERR, error, __FILE__, __LINE__, __func__, LOG_MESSAGE_OUT_OF_RESOURCES, &ctx,
                  "%s: %s (%" PRIu64 " similar errors suppressed)", what, hint, b->resource_suppressed);
-        b->last_resource_log_ns = now;
         b->resource_suppressed = 0;
 }
 

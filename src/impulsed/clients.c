@@ -124,12 +124,12 @@ int clients_send(Broker *b, Client *c, const ControlMsg *m) {
         args = (SendArgs) { .ring = &c->reply, .buf = b->reply, .len = (size_t) n };
         r = sigbus_run(push_guarded, &args);
         if (r == -EAGAIN || r == -ETIMEDOUT) {
+                LogContext ctx = client_log_context(c);
+
                 c->replies_dropped++;
                 /* Log the first drop and then every 1000th, so a stuck client cannot flood. */
                 if (c->replies_dropped == 1 || c->replies_dropped % 1000 == 0)
-                        log_ctx(LOG_WARNING, LOG_MESSAGE_HOSTILE_INPUT,
-                                &((LogContext) { .app = c->app_name, .client_id = c->id, .pid = c->pid,
-                                                 .unit = c->unit }),
+                        log_ctx(LOG_WARNING, LOG_MESSAGE_HOSTILE_INPUT, &ctx,
                                 "Reply ring of client %llu (\"%s\") is full or locked; dropped %llu "
                                 "replies so far. It keeps its registration; the broker does not wait.",
                                 (unsigned long long) c->id, c->app_name,

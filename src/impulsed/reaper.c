@@ -278,7 +278,7 @@ void reaper_reap(Broker *b, uint64_t client_id, bool died, const char *reason) {
          * and register again with it. */
         bool unlinked = died && c->pid > 0 && unlink_reply_segment(c);
 
-        ctx = (LogContext) { .app = c->app_name, .client_id = c->id, .pid = c->pid, .unit = c->unit };
+        ctx = client_log_context(c);
         log_ctx(died ? LOG_NOTICE : LOG_INFO, LOG_MESSAGE_CLIENT_REAPED, &ctx,
                 "%s client %" PRIu64 " \"%s\" (pid %ld%s%s%s%s): %s; reclaimed %s%s%s",
                 died ? "Reaped" : "Removed", c->id, c->app_name, (long) c->pid,

@@ -127,21 +127,33 @@ static void *find(void *const *root, const void *key, int (*cmp)(const void *, c
         return slot ? *slot : NULL;
 }
 
+/* Adds obj to both indexes of one kind or to neither: refuses a clash in either, undoes the first
+ * insertion when the second fails. */
+static int insert_both(void **root_a, int (*cmp_a)(const void *, const void *), void **root_b,
+                       int (*cmp_b)(const void *, const void *), void *obj) {
+        int k;
+
+        if (find(root_a, obj, cmp_a) || find(root_b, obj, cmp_b))
+                return -EEXIST;
+        k = insert(root_a, obj, cmp_a);
+        if (k < 0)
+                return k;
+        k = insert(root_b, obj, cmp_b);
+        if (k < 0) {
+                tdelete(obj, root_a, cmp_a);
+                return k;
+        }
+        return 0;
+}
+
 int registry_add_client(Registry *r, Client *c) {
         int k;
 
         if (!r || !c || c->id == 0 || !c->reply_seg.name[0])
                 return -EINVAL;
-        if (find(&r->clients, c, cmp_client_id) || find(&r->clients_by_segment, c, cmp_client_segment))
-                return -EEXIST;
-        k = insert(&r->clients, c, cmp_client_id);
+        k = insert_both(&r->clients, cmp_client_id, &r->clients_by_segment, cmp_client_segment, c);
         if (k < 0)
                 return k;
-        k = insert(&r->clients_by_segment, c, cmp_client_segment);
-        if (k < 0) {
-                tdelete(c, &r->clients, cmp_client_id);
-                return k;
-        }
         r->n_clients++;
         return 0;
 }
@@ -151,16 +163,9 @@ int registry_add_channel(Registry *r, Channel *ch) {
 
         if (!r || !ch || ch->id == 0 || !ch->name)
                 return -EINVAL;
-        if (find(&r->channels, ch, cmp_channel_id) || find(&r->channels_by_name, ch, cmp_channel_name))
-                return -EEXIST;
-        k = insert(&r->channels, ch, cmp_channel_id);
+        k = insert_both(&r->channels, cmp_channel_id, &r->channels_by_name, cmp_channel_name, ch);
         if (k < 0)
                 return k;
-        k = insert(&r->channels_by_name, ch, cmp_channel_name);
-        if (k < 0) {
-                tdelete(ch, &r->channels, cmp_channel_id);
-                return k;
-        }
         r->n_channels++;
         return 0;
 }
@@ -170,16 +175,9 @@ int registry_add_function(Registry *r, Function *f) {
 
         if (!r || !f || f->id == 0 || !f->name)
                 return -EINVAL;
-        if (find(&r->functions, f, cmp_function_id) || find(&r->functions_by_name, f, cmp_function_name))
-                return -EEXIST;
-        k = insert(&r->functions, f, cmp_function_id);
+        k = insert_both(&r->functions, cmp_function_id, &r->functions_by_name, cmp_function_name, f);
         if (k < 0)
                 return k;
-        k = insert(&r->functions_by_name, f, cmp_function_name);
-        if (k < 0) {
-                tdelete(f, &r->functions, cmp_function_id);
-                return k;
-        }
         r->n_functions++;
         return 0;
 }

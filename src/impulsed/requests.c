@@ -70,10 +70,6 @@ void requests_free_pending(Broker *b) {
                 pending_free(b->pending);
 }
 
-static LogContext client_log_context(const Client *c) {
-        return (LogContext) { .app = c->app_name, .client_id = c->id, .pid = c->pid, .unit = c->unit };
-}
-
 /* Formats an error message into a static buffer: replies are encoded before the next one. */
 static const char *msgf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static const char *msgf(const char *fmt, ...) {
@@ -711,6 +707,20 @@ static void reply_function(Broker *b, Client *c, ControlType type, int64_t corr,
         send_reply(b, c, &m);
 }
 
+/* Copies the function name of an ExposeFunction or LookupFunction into *ret; if it cannot, answers
+ * with a reply_type refusal and returns < 0 (do not use c after). */
+static int function_name_dup(Broker *b, Client *c, ControlType reply_type, int64_t corr, Text t, char **ret) {
+        int r = name_dup(t, OBJECT_NAME_MAX, ret);
+
+        if (r == -ENOMEM)
+                reply_function(b, c, reply_type, corr, NULL, CONTROL_STATUS_INTERNAL,
+                               resource_refusal(b, c, "Cannot copy a function name", r));
+        else if (r < 0)
+                reply_function(b, c, reply_type, corr, NULL, CONTROL_STATUS_DENIED,
+                               "function name must be 1-255 bytes of printable UTF-8");
+        return r;
+}
+
 static void finish_expose(Pending *p, char *hash) {
         _cleanup_free_ char *key_hash = hash;
         Broker *b = p->broker;
@@ -807,8 +817,28 @@ static uint32_t function_arena_capacity(const Broker *b, int64_t requested) {
         return c;
 }
 
+/* Fingerprints the request or response schema (which) of function name into *ret_fp; if it cannot,
+ * answers the ExposeFunction and returns < 0 (do not use c after). */
+static int expose_schema(Broker *b, Client *c, int64_t corr, const char *name, const char *which, Text json,
+                         uint64_t *ret_fp) {
+        _cleanup_free_ char *error = NULL;
+        char what[64];
+        int r;
+
+        r = fingerprint_schema_json(json.ptr, json.len, ret_fp, NULL, &error);
+        if (r == -ENOMEM) {
+                snprintf(what, sizeof(what), "Cannot parse a function's %s schema", which);
+                reply_function(b, c, CONTROL_EXPOSE_REPLY, corr, NULL, CONTROL_STATUS_INTERNAL,
+                               resource_refusal(b, c, what, r));
+        } else if (r < 0)
+                reply_function(b, c, CONTROL_EXPOSE_REPLY, corr, NULL, CONTROL_STATUS_SCHEMA_MISMATCH,
+                               msgf("the %s schema of \"%s\" is not a valid Avro schema: %s", which, name,
+                                    error ?: strerror(-r)));
+        return r;
+}
+
 static void handle_expose(Broker *b, const ControlExposeFunction *req) {
-        _cleanup_free_ char *name = NULL, *error = NULL;
+        _cleanup_free_ char *name = NULL;
         Client *c = request_client(b, (uint64_t) req->client_id, CONTROL_EXPOSE_FUNCTION);
         uint64_t req_fp, resp_fp;
         Function *existing;
@@ -817,49 +847,17 @@ static void handle_expose(Broker *b, const ControlExposeFunction *req) {
 
         if (!c)
                 return;
-        r = name_dup(req->fn_name, OBJECT_NAME_MAX, &name);
-        if (r == -ENOMEM) {
-                reply_function(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
-                               resource_refusal(b, c, "Cannot copy a function name", r));
+        if (function_name_dup(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, req->fn_name, &name) < 0)
                 return;
-        }
-        if (r < 0) {
-                reply_function(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, NULL, CONTROL_STATUS_DENIED,
-                               "function name must be 1-255 bytes of printable UTF-8");
-                return;
-        }
         if (req->req_arena_cap < 0) {
                 reply_function(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, NULL, CONTROL_STATUS_DENIED,
                                "req_arena_cap must not be negative");
                 return;
         }
-        r = fingerprint_schema_json(req->req_schema_json.ptr, req->req_schema_json.len, &req_fp, NULL, &error);
-        if (r >= 0) {
-                free(TAKE_PTR(error));
-                r = fingerprint_schema_json(req->resp_schema_json.ptr, req->resp_schema_json.len, &resp_fp,
-                                            NULL, &error);
-                if (r == -ENOMEM) {
-                        reply_function(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
-                                       resource_refusal(b, c, "Cannot parse a function's response schema", r));
-                        return;
-                }
-                if (r < 0) {
-                        reply_function(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, NULL,
-                                       CONTROL_STATUS_SCHEMA_MISMATCH,
-                                       msgf("the response schema of \"%s\" is not a valid Avro schema: %s",
-                                            name, error ?: strerror(-r)));
-                        return;
-                }
-        } else if (r == -ENOMEM) {
-                reply_function(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
-                               resource_refusal(b, c, "Cannot parse a function's request schema", r));
+        if (expose_schema(b, c, req->correlation_id, name, "request", req->req_schema_json, &req_fp) < 0)
                 return;
-        } else {
-                reply_function(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, NULL, CONTROL_STATUS_SCHEMA_MISMATCH,
-                               msgf("the request schema of \"%s\" is not a valid Avro schema: %s", name,
-                                    error ?: strerror(-r)));
+        if (expose_schema(b, c, req->correlation_id, name, "response", req->resp_schema_json, &resp_fp) < 0)
                 return;
-        }
         existing = registry_function_by_name(b->registry, name);
         if (existing && owner_alive(b, existing->owner_id)) {
                 reply_function(b, c, CONTROL_EXPOSE_REPLY, req->correlation_id, NULL, CONTROL_STATUS_EXISTS,
@@ -944,17 +942,8 @@ static void handle_lookup(Broker *b, const ControlLookupFunction *req) {
 
         if (!c)
                 return;
-        r = name_dup(req->fn_name, OBJECT_NAME_MAX, &name);
-        if (r == -ENOMEM) {
-                reply_function(b, c, CONTROL_LOOKUP_REPLY, req->correlation_id, NULL, CONTROL_STATUS_INTERNAL,
-                               resource_refusal(b, c, "Cannot copy a function name", r));
+        if (function_name_dup(b, c, CONTROL_LOOKUP_REPLY, req->correlation_id, req->fn_name, &name) < 0)
                 return;
-        }
-        if (r < 0) {
-                reply_function(b, c, CONTROL_LOOKUP_REPLY, req->correlation_id, NULL, CONTROL_STATUS_DENIED,
-                               "function name must be 1-255 bytes of printable UTF-8");
-                return;
-        }
         f = registry_function_by_name(b->registry, name);
         if (!f || !owner_alive(b, f->owner_id)) {
                 reply_function(b, c, CONTROL_LOOKUP_REPLY, req->correlation_id, NULL, CONTROL_STATUS_NOT_FOUND,

@@ -484,6 +484,14 @@ int broker_fixture_stop(BrokerFixture *f, int *ret_status) {
         return 0;
 }
 
+void broker_fixture_expect_clean_stop(BrokerFixture *f) {
+        int status;
+
+        ck_assert_int_eq(broker_fixture_stop(f, &status), 0);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                      "impulsed did not exit 0 on SIGTERM (wait status 0x%x)", (unsigned) status);
+}
+
 void broker_fixture_kill(BrokerFixture *f) {
         if (f->pid <= 0)
                 return;

@@ -68,6 +68,8 @@ void broker_fixture_init_start(BrokerFixture *f);
 /* SIGTERM, then waits up to BROKER_FIXTURE_STOP_TIMEOUT_NS: 0 and the wait status, or
  * -ETIMEDOUT (the broker is then killed with SIGKILL). */
 int broker_fixture_stop(BrokerFixture *f, int *ret_status);
+/* broker_fixture_stop(), asserting it succeeded and the broker exited 0. */
+void broker_fixture_expect_clean_stop(BrokerFixture *f);
 /* SIGKILL and reap. */
 void broker_fixture_kill(BrokerFixture *f);
 /* True if the broker process is still running (reaps it and prints its log if it exited). */

@@ -87,6 +87,15 @@ static inline size_t client_encode_add(uint8_t *buf, int64_t a, int64_t b) {
         return n + client_put_long(buf + n, b);
 }
 
+/* splitmix64: each thread and process its own reproducible stream. */
+static inline uint64_t client_rng_next(uint64_t *state) {
+        uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
+
+        z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+        return z ^ (z >> 31);
+}
+
 /* Reads one byte from fd within timeout_ms: 0, -ETIMEDOUT, or -EPIPE at end of file. */
 static inline int client_wait_byte(int fd, int timeout_ms, char *ret) {
         struct pollfd p = { .fd = fd, .events = POLLIN };

@@ -41,6 +41,13 @@ uint64_t test_seed(void) {
         return seed;
 }
 
+uint64_t test_rng_next(uint64_t *state) {
+        *state ^= *state >> 12;
+        *state ^= *state << 25;
+        *state ^= *state >> 27;
+        return *state * UINT64_C(0x2545f4914f6cdd1d);
+}
+
 const char *test_srcdir_path(const char *rel, char *buf, size_t size) {
         const char *top = getenv("TOP_SRCDIR");
 

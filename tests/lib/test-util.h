@@ -21,6 +21,9 @@ void test_shm_name(char *buf, size_t size, const char *tag);
 int test_wait_child(pid_t pid);
 /* Seed from $TEST_SEED or the clock; printed as a TAP comment so a failure can be replayed. */
 uint64_t test_seed(void);
+/* xorshift64*: the next number of the stream in *state (which must not be 0), reproducible
+ * for a given seed. */
+uint64_t test_rng_next(uint64_t *state);
 /* Sleeps ms milliseconds (resumed after signals): a polling loop's pause between looks at a
  * deadline, never a way to synchronise. */
 void test_nap_ms(unsigned ms);

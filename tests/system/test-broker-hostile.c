@@ -48,19 +48,12 @@ static void teardown(void) {
         broker_fixture_done(&broker);
 }
 
+/* xorshift64* (test_rng_next()): reproducible from the printed TEST_SEED. */
 static uint64_t rng_state;
-
-static uint64_t rng_next(void) {
-        /* xorshift64*: reproducible from the printed TEST_SEED. */
-        rng_state ^= rng_state >> 12;
-        rng_state ^= rng_state << 25;
-        rng_state ^= rng_state >> 27;
-        return rng_state * UINT64_C(2685821657736338717);
-}
 
 static void rng_fill(uint8_t *p, size_t n) {
         for (size_t i = 0; i < n; i++)
-                p[i] = (uint8_t) (rng_next() >> 56);
+                p[i] = (uint8_t) (test_rng_next(&rng_state) >> 56);
 }
 
 /* After every hostile input: the broker runs and a fresh client is served. */
@@ -166,13 +159,13 @@ START_TEST(test_garbage_records) {
         /* Garbage that passes the frame check: right magic, version and body_len. */
         for (size_t i = 0; i < ELEMENTSOF(lengths); i++) {
                 rng_fill(buf + FRAME_HEADER_SIZE, lengths[i]);
-                frame_header_encode(buf, rng_next(), (uint32_t) lengths[i]);
+                frame_header_encode(buf, test_rng_next(&rng_state), (uint32_t) lengths[i]);
                 push(&c, buf, FRAME_HEADER_SIZE + lengths[i]);
         }
         /* Garbage bodies under every control fingerprint, requests and replies alike. */
         for (int t = 0; t < _CONTROL_TYPE_MAX; t++)
                 for (unsigned k = 0; k < 8; k++) {
-                        size_t len = (size_t) (rng_next() % 200);
+                        size_t len = (size_t) (test_rng_next(&rng_state) % 200);
 
                         rng_fill(buf + FRAME_HEADER_SIZE, len);
                         frame_header_encode(buf, control_fingerprint((ControlType) t), (uint32_t) len);
@@ -539,7 +532,7 @@ typedef struct BadSegment {
 
 static void bad_segment_name(BadSegment *b, const char *what) {
         b->what = what;
-        b->nonce = rng_next() >> 1;
+        b->nonce = test_rng_next(&rng_state) >> 1;
         ck_assert_int_eq(names_client(&broker.names, b->nonce, b->name, sizeof(b->name)), 0);
 }
 

@@ -115,16 +115,11 @@ static void make_fake_segment(const char *name, size_t size) {
         segment_done(&s);
 }
 
-static void expect_clean_exit(int status) {
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                      "impulsed did not exit 0 on SIGTERM (wait status 0x%x)", (unsigned) status);
-}
-
 START_TEST(test_sigterm_leaves_nothing) {
         V1Client a = V1CLIENT_NULL, b = V1CLIENT_NULL;
         V1Reply reply = V1REPLY_NULL;
         char left[1024], arena[NAMES_SEGMENT_MAX];
-        int status, allowed, n, r;
+        int allowed, n, r;
         int64_t id;
 
         broker_fixture_start(&broker, NULL);
@@ -145,8 +140,7 @@ START_TEST(test_sigterm_leaves_nothing) {
         printf("# bus segments while serving: %d: %s\n", n, left);
         ck_assert_int_ge(n, 7);
 
-        ck_assert_int_eq(broker_fixture_stop(&broker, &status), 0);
-        expect_clean_exit(status);
+        broker_fixture_expect_clean_stop(&broker);
 
         /* Only the clients' own reply segments may remain; the clients unlink those. */
         n = broker_fixture_segments(&broker, left, sizeof(left));
@@ -293,6 +287,15 @@ START_TEST(test_second_broker_leaves_live_bus_alone) {
 }
 END_TEST
 
+/* In a forked helper: opens a v1 client on the broker's bus and registers it as app with this
+ * process's pid, or leaves with exit code 2. The reply stays in *rp. */
+static void child_register(V1Client *v, V1Reply *rp, const char *app) {
+        if (v1client_open(v, broker.bus, 0) < 0 ||
+            v1client_register(v, app, 0, getpid(), rp) < 0 ||
+            v1client_reply_status(rp) != CONTROL_STATUS_OK)
+                _exit(2);
+}
+
 START_TEST(test_killed_client_is_reaped) {
         V1Client observer = V1CLIENT_NULL, heir = V1CLIENT_NULL;
         V1Reply reply = V1REPLY_NULL;
@@ -314,10 +317,7 @@ START_TEST(test_killed_client_is_reaped) {
                 V1Reply rp = V1REPLY_NULL;
 
                 close(pipefd[0]);
-                if (v1client_open(&v, broker.bus, 0) < 0 ||
-                    v1client_register(&v, "victim", 0, getpid(), &rp) < 0 ||
-                    v1client_reply_status(&rp) != CONTROL_STATUS_OK)
-                        _exit(2);
+                child_register(&v, &rp, "victim");
                 v1client_reply_done(&rp);
                 if (v1client_publish(&v, "victim-ch", SCHEMA, "", &rp) < 0 ||
                     v1client_reply_status(&rp) != CONTROL_STATUS_OK)
@@ -471,10 +471,6 @@ START_TEST(test_reply_segment_free_after_missed_beats) {
 }
 END_TEST
 
-/* A client dies; another takes its reply segment's name (a new file) while the broker is
- * stopped, and registers it. Whether the broker handles the death first (reaping on its
- * pidfd) or the Register (finding the owner dead and reaping it there), the Register is OK,
- * and the new file, which is not the dead client's, is left alone (dev/ino). */
 /* A client that sends Unregister and exits at once (what ring_conn_close() then exit() does)
  * is removed as having unregistered, whichever of its exit and its request the broker sees
  * first: not reaped as dead, and its Unregister not refused as coming from an unknown client. */
@@ -493,10 +489,7 @@ START_TEST(test_unregister_then_exit_is_a_clean_exit) {
                         V1Client v = V1CLIENT_NULL;
                         V1Reply rp = V1REPLY_NULL;
 
-                        if (v1client_open(&v, broker.bus, 0) < 0 ||
-                            v1client_register(&v, "leaver", 0, getpid(), &rp) < 0 ||
-                            v1client_reply_status(&rp) != CONTROL_STATUS_OK)
-                                _exit(2);
+                        child_register(&v, &rp, "leaver");
                         v1client_reply_done(&rp);
                         if (v1client_publish(&v, "leaver-ch", SCHEMA, "", &rp) < 0 ||
                             v1client_reply_status(&rp) != CONTROL_STATUS_OK)
@@ -528,6 +521,10 @@ START_TEST(test_unregister_then_exit_is_a_clean_exit) {
 }
 END_TEST
 
+/* A client dies; another takes its reply segment's name (a new file) while the broker is
+ * stopped, and registers it. Whether the broker handles the death first (reaping on its
+ * pidfd) or the Register (finding the owner dead and reaping it there), the Register is OK,
+ * and the new file, which is not the dead client's, is left alone (dev/ino). */
 START_TEST(test_reply_segment_name_reused_after_death) {
         V1Client heir = V1CLIENT_NULL;
         V1Reply reply = V1REPLY_NULL;
@@ -547,10 +544,7 @@ START_TEST(test_reply_segment_name_reused_after_death) {
                 V1Reply rp = V1REPLY_NULL;
 
                 close(pipefd[0]);
-                if (v1client_open(&v, broker.bus, 0) < 0 ||
-                    v1client_register(&v, "mortal", 0, getpid(), &rp) < 0 ||
-                    v1client_reply_status(&rp) != CONTROL_STATUS_OK)
-                        _exit(2);
+                child_register(&v, &rp, "mortal");
                 (void) !write(pipefd[1], v.reply_seg.name, strlen(v.reply_seg.name) + 1);
                 for (;;)
                         pause();

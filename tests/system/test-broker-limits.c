@@ -17,7 +17,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,14 +45,6 @@ static void setup(void) {
 
 static void teardown(void) {
         broker_fixture_done(&broker);
-}
-
-static void expect_clean_stop(void) {
-        int status;
-
-        ck_assert_int_eq(broker_fixture_stop(&broker, &status), 0);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                      "impulsed did not exit 0 on SIGTERM (wait status 0x%x)", (unsigned) status);
 }
 
 static int count_fds(pid_t pid) {
@@ -188,7 +179,7 @@ START_TEST(test_one_descriptor_per_client) {
         ck_assert_int_le(after, base + 2);
 
         v1client_close(&first);
-        expect_clean_stop();
+        broker_fixture_expect_clean_stop(&broker);
 }
 END_TEST
 
@@ -316,7 +307,7 @@ START_TEST(test_out_of_descriptors_answers_internal) {
         sync_with(&late);
         v1client_close(&late);
         broker_fixture_assert_served(&broker);
-        expect_clean_stop();
+        broker_fixture_expect_clean_stop(&broker);
 }
 END_TEST
 

@@ -268,14 +268,6 @@ static pid_t start_hostile(ClientPipes *p) {
 
 /* ---- callers ---- */
 
-static uint64_t rng_next(uint64_t *state) {
-        uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
-
-        z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-        z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-        return z ^ (z >> 31);
-}
-
 typedef struct Caller {
         ring_rpc *rpc;
         uint64_t rng;
@@ -287,8 +279,8 @@ static void *caller_run(void *arg) {
         Caller *c = arg;
 
         for (c->done = 0; c->done < c->count; c->done++) {
-                int64_t a = (int64_t) (rng_next(&c->rng) >> 24), b = (int64_t) (rng_next(&c->rng) >> 24),
-                        sum = 0;
+                int64_t a = (int64_t) (client_rng_next(&c->rng) >> 24);
+                int64_t b = (int64_t) (client_rng_next(&c->rng) >> 24), sum = 0;
                 int r = client_call_add(c->rpc, a, b, CALL_TIMEOUT_MS, &sum);
 
                 if (r < 0 || sum != a + b) {
@@ -394,8 +386,8 @@ START_TEST(test_sync_and_async_among_garbage) {
                         uint8_t req[20];
                         int r;
 
-                        xs[i] = (Async) { .a = (int64_t) (rng_next(&rng) >> 24),
-                                          .b = (int64_t) (rng_next(&rng) >> 24) };
+                        xs[i] = (Async) { .a = (int64_t) (client_rng_next(&rng) >> 24),
+                                          .b = (int64_t) (client_rng_next(&rng) >> 24) };
                         r = ring_rpc_call_async(rpc, req, client_encode_add(req, xs[i].a, xs[i].b),
                                                 CALL_TIMEOUT_MS, on_done, &xs[i]);
                         ck_assert_msg(r == 0, "ring_rpc_call_async: %s", ring_strerror(r));

@@ -49,18 +49,9 @@ static void teardown(void) {
         broker_fixture_done(&broker);
 }
 
-/* splitmix64: each thread and process its own reproducible stream. */
-static uint64_t rng_next(uint64_t *state) {
-        uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
-
-        z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-        z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-        return z ^ (z >> 31);
-}
-
 /* Operands well away from the CLIENT_A_* specials and from overflow. */
 static int64_t operand(uint64_t *state) {
-        return (int64_t) (rng_next(state) % (UINT64_C(1) << 40));
+        return (int64_t) (client_rng_next(state) % (UINT64_C(1) << 40));
 }
 
 static ring_rpc *open_add(ring_conn *conn, const char *name) {

@@ -274,14 +274,6 @@ typedef struct Caller {
         char failure[256];
 } Caller;
 
-static uint64_t rng_next(uint64_t *state) {
-        uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
-
-        z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-        z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-        return z ^ (z >> 31);
-}
-
 static void *caller_run(void *arg) {
         Caller *c = arg;
         avro_value_t req, resp, f;
@@ -324,8 +316,8 @@ static void *caller_run(void *arg) {
 
         pthread_barrier_wait(c->start);
         for (unsigned i = 0; i < THREAD_CALLS && !c->failure[0]; i++) {
-                int64_t a = (int64_t) (rng_next(&c->rng) % (UINT64_C(1) << 30));
-                int64_t b = (int64_t) (rng_next(&c->rng) % (UINT64_C(1) << 30)), sum = 0;
+                int64_t a = (int64_t) (client_rng_next(&c->rng) % (UINT64_C(1) << 30));
+                int64_t b = (int64_t) (client_rng_next(&c->rng) % (UINT64_C(1) << 30)), sum = 0;
 
                 avro_value_get_by_name(&req, "a", &f, NULL);
                 if (c->kind == CALLER_WRONG_REQUEST)

@@ -171,13 +171,6 @@ static int reference_long(const uint8_t *buf, size_t len, size_t *pos, int64_t *
         return -EBADMSG;
 }
 
-static uint64_t xorshift(uint64_t *s) {
-        *s ^= *s >> 12;
-        *s ^= *s << 25;
-        *s ^= *s >> 27;
-        return *s * UINT64_C(0x2545f4914f6cdd1d);
-}
-
 /* Every verdict, value and position agrees with the reference: random bytes biased towards
  * continuation bits, the bytes that end varints in interesting ways, every length of buffer
  * around the 8-byte word and every starting position. */
@@ -187,7 +180,7 @@ START_TEST(test_long_matches_reference) {
         unsigned accepted = 0;
 
         for (unsigned it = 0; it < 1000000; it++) {
-                uint64_t bits = xorshift(&state), kind = xorshift(&state);
+                uint64_t bits = test_rng_next(&state), kind = test_rng_next(&state);
                 size_t len = (size_t) (kind % 24), pos0 = len ? (size_t) ((kind >> 8) % (len + 1)) : 0;
                 uint8_t *buf = malloc(len ?: 1);        /* exact size: ASan sees overreads */
                 int64_t v1 = 7, v2 = 7;
@@ -202,10 +195,10 @@ START_TEST(test_long_matches_reference) {
                                 break;
                         case 1:
                         case 2:
-                                buf[i] = (uint8_t) (0x80 | xorshift(&state));
+                                buf[i] = (uint8_t) (0x80 | test_rng_next(&state));
                                 break;
                         default:
-                                buf[i] = (uint8_t) xorshift(&state);
+                                buf[i] = (uint8_t) test_rng_next(&state);
                         }
                 }
                 /* A varint of n bytes at pos0 now and then, the rest continuation bytes. */

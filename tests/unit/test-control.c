@@ -1024,21 +1024,27 @@ static const int64_t rpc_longs[] = { 0, 1, -1, 63, -64, 64, -65, 8191, INT32_MAX
                                      -0x0123456789abcdef, (int64_t) UINT64_C(0xe88f548e4f540ca4) };
 static const size_t rpc_lengths[] = { 0, 1, 63, 64, 127, 128, 300, 8192, 70000 };
 
-/* The record the fast encoder makes: head from control_rpc_head(), then the data. */
-static uint8_t *fast_record(const ControlRpcConst *k, int64_t corr, const void *data, size_t len,
-                            size_t *ret_len) {
-        uint8_t head[CONTROL_RPC_HEAD_MAX], *rec;
-        int n;
+/* A record in one allocation: the n bytes of head, then the len bytes of data. */
+static uint8_t *head_then_data(const uint8_t *head, int n, const void *data, size_t len) {
+        uint8_t *rec = malloc((size_t) n + len);
 
-        n = control_rpc_head(k, corr, len, head);
-        ck_assert_int_gt(n, FRAME_HEADER_SIZE);
-        rec = malloc((size_t) n + len);
         ck_assert_ptr_nonnull(rec);
         memcpy(rec, head, (size_t) n);
         if (len > 0)
                 memcpy(rec + n, data, len);
-        *ret_len = (size_t) n + len;
         return rec;
+}
+
+/* The record the fast encoder makes: head from control_rpc_head(), then the data. */
+static uint8_t *fast_record(const ControlRpcConst *k, int64_t corr, const void *data, size_t len,
+                            size_t *ret_len) {
+        uint8_t head[CONTROL_RPC_HEAD_MAX];
+        int n;
+
+        n = control_rpc_head(k, corr, len, head);
+        ck_assert_int_gt(n, FRAME_HEADER_SIZE);
+        *ret_len = (size_t) n + len;
+        return head_then_data(head, n, data, len);
 }
 
 static void assert_same_record(const ControlMsg *m, const uint8_t *fast, size_t fast_len) {
@@ -1095,12 +1101,8 @@ START_TEST(test_rpc_fast_encoders) {
                                                       rpc_lengths[b], head, sizeof(head));
                         ck_assert_int_gt(n, FRAME_HEADER_SIZE);
                         {
-                                _cleanup_free_ uint8_t *rec = malloc((size_t) n + rpc_lengths[b]);
+                                _cleanup_free_ uint8_t *rec = head_then_data(head, n, data, rpc_lengths[b]);
 
-                                ck_assert_ptr_nonnull(rec);
-                                memcpy(rec, head, (size_t) n);
-                                if (rpc_lengths[b] > 0)
-                                        memcpy(rec + n, data, rpc_lengths[b]);
                                 assert_same_record(&m, rec, (size_t) n + rpc_lengths[b]);
                         }
                 }
@@ -1255,10 +1257,7 @@ static uint64_t rng_state;
 
 static uint64_t rng(void) {
         /* xorshift64*: deterministic for a given TEST_SEED. */
-        rng_state ^= rng_state >> 12;
-        rng_state ^= rng_state << 25;
-        rng_state ^= rng_state >> 27;
-        return rng_state * UINT64_C(0x2545f4914f6cdd1d);
+        return test_rng_next(&rng_state);
 }
 
 static size_t rng_below(size_t n) {

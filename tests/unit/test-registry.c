@@ -18,14 +18,10 @@
 #define N 3000
 #define STEPS 30000
 
-static uint64_t rng_state;
+static uint64_t rng_state;      /* xorshift64*, test_rng_next() */
 
-static uint64_t rng_next(void) {
-        /* xorshift64* */
-        rng_state ^= rng_state >> 12;
-        rng_state ^= rng_state << 25;
-        rng_state ^= rng_state >> 27;
-        return rng_state * UINT64_C(2685821657736338717);
+static void segment_name(char *buf, size_t size, unsigned name) {
+        snprintf(buf, size, "/impulse-ring-test.cli.%u.v1", name);
 }
 
 static Client *client_make(uint64_t id, unsigned name) {
@@ -34,12 +30,8 @@ static Client *client_make(uint64_t id, unsigned name) {
         ck_assert_ptr_nonnull(c);
         c->id = id;
         c->reply_seg = SEGMENT_NULL;
-        snprintf(c->reply_seg.name, sizeof(c->reply_seg.name), "/impulse-ring-test.cli.%u.v1", name);
+        segment_name(c->reply_seg.name, sizeof(c->reply_seg.name), name);
         return c;
-}
-
-static void segment_name(char *buf, size_t size, unsigned name) {
-        snprintf(buf, size, "/impulse-ring-test.cli.%u.v1", name);
 }
 
 START_TEST(test_clients_by_id_and_segment) {
@@ -52,9 +44,9 @@ START_TEST(test_clients_by_id_and_segment) {
         rng_state = test_seed();
         ck_assert_int_eq(registry_new(&reg), 0);
         for (unsigned step = 0; step < STEPS; step++) {
-                unsigned i = (unsigned) (rng_next() % N);
+                unsigned i = (unsigned) (test_rng_next(&rng_state) % N);
                 /* Grow for the first half, then mostly shrink: removals in bulk. */
-                bool add = rng_next() % 100 < (step < STEPS / 2 ? 70u : 30u);
+                bool add = test_rng_next(&rng_state) % 100 < (step < STEPS / 2 ? 70u : 30u);
 
                 if (add && !model[i]) {
                         Client *c = client_make(next_id++, i);
@@ -84,7 +76,7 @@ START_TEST(test_clients_by_id_and_segment) {
 
                 /* Spot checks every step, a full check now and then. */
                 for (unsigned k = 0; k < 4; k++) {
-                        unsigned j = k == 0 ? i : (unsigned) (rng_next() % N);
+                        unsigned j = k == 0 ? i : (unsigned) (test_rng_next(&rng_state) % N);
 
                         segment_name(name, sizeof(name), j);
                         ck_assert_ptr_eq(registry_client_by_reply_segment(reg, name), model[j]);
